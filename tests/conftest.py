@@ -1,0 +1,17 @@
+"""Shared fixtures. GUI tests run offscreen; TensorFlow is kept quiet and on few threads."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """A small phantom dataset in NIH layout, made once per test session. Treat it as read-only."""
+    from core.phantoms import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "nih", per_class=12, size=256, seed=0)
