@@ -1,0 +1,362 @@
+"""Export labelled synthetic images in the NIH ChestX-ray14 layout, with a manifest that can redo any image.
+
+The folder holds `images/synth_<model hash>_<NNNNNN>.png`, `Data_Entry_2017.csv` and `manifest.json`.
+The CSV follows the v2020 release: the exact NIH header, plain integers (age `58`, not `058Y`), no
+trailing comma, LF line endings. Per row: Finding Labels = the conditioned class, Follow-up # 0, one
+synthetic patient per image with ids from 90,000,000 up (above any real NIH id, 1..30,805), age, sex and
+view copied together from a random training image of the same class (so their joint distribution per
+class is kept), OriginalImage width/height = the exported size, and pixel spacing = NIH's usual
+0.143 mm at 1024 px scaled to that size. Names cannot collide with NIH names (`PPPPPPPP_FFF.png`).
+
+Every PNG carries tEXt chunks saying it is synthetic and which model made it. The export is written to
+a hidden temporary folder beside the target and renamed into place at the end: it appears whole or not
+at all, also when cancelled or when it fails half way.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import secrets
+import shutil
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserError
+from core.generate import Generator, load_generator
+from core.jobs import Job
+from core.labels import canonical_label
+
+NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+CSV_NAME = "Data_Entry_2017.csv"
+MANIFEST_NAME = "manifest.json"
+IMAGES_DIR = "images"
+EXPORT_FORMAT = "cxr-workbench synthetic export"
+FIRST_PATIENT_ID = 90_000_000
+NIH_SPACING_MM = 0.143
+NIH_SIDE_PX = 1024
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class ExportConfig:
+    run: str
+    out: str
+    counts: dict[str, int]
+    seed: int = 0
+    size: int = 0          # 0: the generator's own size
+    force: bool = False    # replace an earlier export in `out`
+    data: str = ""         # prepared cache for age/sex/view; "" = the run's own cache
+    batch_size: int = 64
+    threads: int = 2       # PNG encoders working while the next batch is generated
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    images: int
+    seconds: float
+    per_class: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Demographics:
+    """Age, sex and view of the training images of each class; `sample` draws whole rows (joint)."""
+
+    age: np.ndarray
+    sex: np.ndarray
+    view: np.ndarray
+    labels: np.ndarray
+    max_patient_id: int = 0
+
+    def sample(self, label: int, n: int, rng: np.random.Generator) -> list[tuple[int, str, str]]:
+        rows = np.flatnonzero(self.labels == label)
+        if rows.size == 0:
+            rows = np.arange(len(self.labels))
+        picked = rng.choice(rows, size=n, replace=True)
+        return [(int(self.age[i]), str(self.sex[i]), str(self.view[i])) for i in picked]
+
+    @classmethod
+    def from_cache(cls, path: Path, classes: list[str]) -> "Demographics":
+        """Training-split rows of a prepared cache whose age, sex and view are all known."""
+        from core.cache import PreparedCache
+
+        cache = PreparedCache.open(Path(path))
+        meta = cache.meta.reset_index(drop=True)
+        name_to_ours = {name: classes.index(name) if name in classes else -1 for name in cache.classes}
+        ours = np.array([name_to_ours[cache.classes[int(i)]] for i in np.asarray(cache.labels)])
+        age = meta["age"].astype("Float64")
+        known = (np.asarray(cache.split) == "train") & age.notna().to_numpy() & meta["sex"].notna().to_numpy() \
+            & meta["view"].notna().to_numpy()
+        if not known.any():
+            raise UserError(f"{path}: no training image with age, sex and view to draw demographics from")
+        ids = np.asarray(meta["patient_id"].astype("Float64").fillna(0).to_numpy(), dtype=np.int64)
+        return cls(age=age.to_numpy()[known].astype(int), sex=meta["sex"].to_numpy()[known],
+                   view=meta["view"].to_numpy()[known], labels=ours[known],
+                   max_patient_id=int(ids.max()) if ids.size else 0)
+
+
+def neutralise_cell(value: object) -> str:
+    """Text that a spreadsheet will not run as a formula: a leading = + - @ (or tab/CR) gets a `'`."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def png_text_chunk(keyword: str, text: str) -> bytes:
+    """One PNG tEXt chunk (Latin-1 keyword, NUL, Latin-1 text) with its CRC."""
+    body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", "replace")
+    return struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+
+
+def insert_text_chunks(png: bytes, chunks: dict[str, str]) -> bytes:
+    """Insert tEXt chunks right after IHDR (signature 8 bytes + IHDR chunk 25 bytes)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream")
+    return png[:33] + b"".join(png_text_chunk(k, v) for k, v in chunks.items()) + png[33:]
+
+
+def parse_counts(text: str) -> dict[str, int]:
+    """`"Mass=200,Nodule=50"` -> {"Mass": 200, "Nodule": 50}; UserError names the bad part."""
+    counts: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, number = part.rpartition("=")
+        if not sep or not name.strip() or not number.strip().isdigit():
+            raise UserError(f"--counts: {part!r} is not CLASS=NUMBER")
+        counts[canonical_label(name)] = int(number)
+    if not counts:
+        raise UserError("--counts: no CLASS=NUMBER given")
+    return counts
+
+
+def software_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import cv2
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
+    for name in ("cxr-workbench", "tensorflow", "keras"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def spacing_for(size: int) -> float:
+    return round(NIH_SPACING_MM * NIH_SIDE_PX / size, 6)
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if images.shape[1] == size:
+        return images
+    interpolation = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(im, (size, size), interpolation=interpolation) for im in images])
+
+
+def _encode(image: np.ndarray, chunks: dict[str, str]) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return insert_text_chunks(encoded.tobytes(), chunks)
+
+
+def _write_png(path: Path, image: np.ndarray, chunks: dict[str, str]) -> None:
+    path.write_bytes(_encode(image, chunks))
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        return json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UserError(f"{out}: folder is not empty; choose another --out or pass --force to replace it")
+        if not _is_export(out):
+            raise UserError(f"{out}: not an earlier synthetic export (no {MANIFEST_NAME} of ours); "
+                            "refusing to replace it even with --force")
+
+
+def _publish(tmp: Path, out: Path, force: bool) -> None:
+    """Move the finished temp folder into place; an earlier export is swapped out, then deleted."""
+    _check_target(out, force)
+    if out.is_dir() and any(out.iterdir()):
+        old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    if out.is_dir():
+        out.rmdir()
+    os.replace(tmp, out)
+
+
+def _resolve_counts(generator: Generator, counts: dict[str, int]) -> dict[str, int]:
+    resolved = {}
+    for name, n in counts.items():
+        if n < 0:
+            raise UserError(f"--counts: negative count for {name}")
+        resolved[generator.classes[generator.class_index(canonical_label(name))]] = int(n)
+    if sum(resolved.values()) == 0:
+        raise UserError("nothing to export: all counts are 0")
+    return resolved
+
+
+def run_cache_path(run_dir: Path, config: dict) -> Path:
+    """The prepared cache a run trained on: config 'cache', else the run's own `cache/` folder."""
+    candidates = [Path(config["cache"])] if config.get("cache") else []
+    candidates.append(Path(run_dir) / "cache")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise UserError(f"{run_dir}: cannot find the training cache of this run ({', '.join(map(str, candidates))}); "
+                    "pass the prepared cache with --data")
+
+
+def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demographics: Demographics, size: int):
+    """The export plan: one dict per image (name, class, label, latent seed, CSV fields), in order."""
+    rng = np.random.default_rng(seed)
+    total = sum(counts.values())
+    latent_seeds = rng.choice(2 ** 52, size=total, replace=False)
+    first_id = max(FIRST_PATIENT_ID, demographics.max_patient_id + 1)
+    rows, k = [], 0
+    for name, n in counts.items():
+        label = generator.class_index(name)
+        for age, sex, view in demographics.sample(label, n, rng):
+            rows.append({"image": f"synth_{generator.short_hash}_{k + 1:06d}.png", "class": name, "label": label,
+                         "latent_seed": int(latent_seeds[k]), "patient_id": first_id + k,
+                         "age": age, "sex": sex, "view": view})
+            k += 1
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], size: int) -> None:
+    buffer = io.StringIO()
+    buffer.write(NIH_HEADER + "\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    spacing = spacing_for(size)
+    for row in rows:
+        writer.writerow([neutralise_cell(v) for v in (row["image"], row["class"], 0, row["patient_id"], row["age"],
+                                                      row["sex"], row["view"], size, size, spacing, spacing)])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _manifest(generator: Generator, config: ExportConfig, size: int, rows: list[dict]) -> dict:
+    return {
+        "format": EXPORT_FORMAT, "version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "software": software_versions(),
+        "model": {"run": str(generator.run_dir.resolve()), "file": generator.model_path.name,
+                  "sha256": generator.sha256, "run_config": generator.config},
+        "seed": config.seed, "size": size, "generator_size": generator.size, "batch_size": generator.batch_size,
+        "counts": {name: n for name, n in config.counts.items()},
+        "latent": "numpy.random.default_rng(latent_seed).standard_normal(latent_dim), float32",
+        "images": [{"image": r["image"], "class": r["class"], "label": r["label"], "latent_seed": r["latent_seed"]}
+                   for r in rows],
+    }
+
+
+def _chunks(generator: Generator, row: dict) -> dict[str, str]:
+    return {"Description": "SYNTHETIC chest X-ray made by a generative model (cxr-workbench); not a real patient.",
+            "Source": f"cxr-workbench generator sha256:{generator.sha256} run:{generator.run_dir.name} "
+                      f"class:{row['class']} latent_seed:{row['latent_seed']}"}
+
+
+def _generate_into(folder: Path, generator: Generator, rows: list[dict], size: int, threads: int, job: Job) -> None:
+    """Generate batch by batch while a thread pool encodes and writes the previous batches' PNGs."""
+    total, done = len(rows), 0
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        try:
+            batches = generator.iter_batches([r["label"] for r in rows], [r["latent_seed"] for r in rows])
+            for start, images in zip(range(0, total, generator.batch_size), batches):
+                job.check()
+                for row, image in zip(rows[start:], _resize(images, size)):
+                    pending.append(pool.submit(_write_png, folder / row["image"], image, _chunks(generator, row)))
+                while len(pending) > 2 * generator.batch_size:
+                    pending.popleft().result()
+                    done += 1
+                job.report(done, total, "generating")
+            while pending:
+                pending.popleft().result()
+                done += 1
+                job.report(done, total, "writing")
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def export(config: ExportConfig, job: Job | None = None, demographics: Demographics | None = None,
+           generator: Generator | None = None) -> ExportResult:
+    """Write the export described by `config`; on cancel or error nothing appears at `config.out`."""
+    import time
+
+    job = job or Job()
+    started = time.monotonic()
+    out = Path(config.out)
+    _check_target(out, config.force)
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: folder does not exist")
+    generator = generator or load_generator(config.run, batch_size=config.batch_size)
+    counts = _resolve_counts(generator, config.counts)
+    size = config.size or generator.size
+    if not 8 <= size <= 4096:
+        raise UserError(f"--size must be between 8 and 4096 pixels, not {size}")
+    if demographics is None:
+        cache = Path(config.data) if config.data else run_cache_path(generator.run_dir, generator.config)
+        demographics = Demographics.from_cache(cache, generator.classes)
+    rows = plan_rows(generator, counts, config.seed, demographics, size)
+    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    (tmp / IMAGES_DIR).mkdir(parents=True)
+    try:
+        _generate_into(tmp / IMAGES_DIR, generator, rows, size, config.threads, job)
+        write_csv(tmp / CSV_NAME, rows, size)
+        manifest = _manifest(generator, ExportConfig(**{**asdict(config), "counts": counts}), size, rows)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        job.check()
+        _publish(tmp, out, config.force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out=out, images=len(rows), seconds=time.monotonic() - started, per_class=counts)
+
+
+def regenerate(export_dir, image_name: str, generator: Generator | None = None) -> np.ndarray:
+    """Redraw one exported image from the manifest alone; the model file must be the one recorded."""
+    export_dir = Path(export_dir)
+    try:
+        manifest = json.loads((export_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{export_dir / MANIFEST_NAME}: cannot read the export manifest ({error})") from error
+    entry = next((e for e in manifest.get("images", []) if e.get("image") == image_name), None)
+    if entry is None:
+        raise UserError(f"{export_dir / MANIFEST_NAME}: no image named {image_name!r}")
+    generator = generator or load_generator(manifest["model"]["run"], batch_size=manifest["batch_size"])
+    if generator.batch_size != manifest["batch_size"]:
+        raise ValueError(f"regenerate needs a generator with batch_size={manifest['batch_size']}, as exported")
+    if generator.sha256 != manifest["model"]["sha256"]:
+        raise UserError(f"{generator.model_path}: not the model this export was made with (sha256 differs)")
+    image = generator.generate([entry["label"]], [entry["latent_seed"]])
+    return _resize(image, manifest["size"])[0]

@@ -1,0 +1,168 @@
+"""NIH-format export: exact header, unique synthetic names, reproducible images, all-or-nothing folders."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from core.export import Demographics, ExportConfig, export, neutralise_cell, parse_counts, regenerate
+from core.jobs import Cancelled, Job
+from tests.test_generate import TOY_CLASSES, write_toy_run
+
+NIH_HEADER_LINE = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+                   "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+
+
+def _demographics():
+    """Class 0: young men, PA; class 1: old women, AP; class 2: either."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    return Demographics(age=np.array([20, 22, 80, 81, 40, 60]), sex=np.array(["M", "M", "F", "F", "M", "F"]),
+                        view=np.array(["PA", "PA", "AP", "AP", "PA", "AP"]), labels=labels, max_patient_id=30805)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    return write_toy_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="module")
+def exported(toy_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "synthetic"
+    config = ExportConfig(run=str(toy_run), out=str(out), counts={"No Finding": 5, "Mass": 30, "Effusion": 7},
+                          seed=3, batch_size=16)
+    result = export(config, demographics=_demographics())
+    assert result.images == 42
+    return out
+
+
+def _rows(out):
+    with open(out / "Data_Entry_2017.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def _text_chunks(png: bytes) -> dict[str, str]:
+    chunks, pos = {}, 8
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        if kind == b"tEXt":
+            key, _, text = png[pos + 8:pos + 8 + length].partition(b"\0")
+            chunks[key.decode("latin-1")] = text.decode("latin-1")
+        pos += 12 + length
+    return chunks
+
+
+def test_csv_has_exactly_the_nih_header_and_eleven_plain_columns(exported):
+    text = (exported / "Data_Entry_2017.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == NIH_HEADER_LINE
+    assert "\r" not in text
+    rows = _rows(exported)
+    assert len(rows) == 42 and all(len(r) == 11 for r in rows)
+    for name, label, follow_up, patient, age, sex, view, width, height, sx, sy in rows:
+        assert label in TOY_CLASSES and follow_up == "0"
+        assert int(patient) >= 90_000_000 and age.isdigit() and sex in "MF" and view in ("PA", "AP")
+        assert (width, height) == ("32", "32")
+        assert float(sx) == float(sy) == pytest.approx(0.143 * 1024 / 32)
+
+
+def test_names_are_unique_synthetic_and_cannot_be_nih_names(exported):
+    names = [r[0] for r in _rows(exported)]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"synth_[0-9a-f]{10}_\d{6}\.png", n) for n in names)
+    assert not any(re.fullmatch(r"\d{8}_\d{3}\.png", n) for n in names)
+    assert sorted(p.name for p in (exported / "images").iterdir()) == sorted(names)
+    patients = [r[3] for r in _rows(exported)]
+    assert len(set(patients)) == len(patients)
+
+
+def test_labels_and_counts_follow_the_request_and_demographics_follow_the_class(exported):
+    rows = _rows(exported)
+    assert {c: sum(r[1] == c for r in rows) for c in TOY_CLASSES} == {"No Finding": 5, "Mass": 30, "Effusion": 7}
+    mass = [r for r in rows if r[1] == "Mass"]
+    assert {(r[4], r[5], r[6]) for r in mass} <= {("80", "F", "AP"), ("81", "F", "AP")}
+    normal = [r for r in rows if r[1] == "No Finding"]
+    assert {r[5] for r in normal} == {"M"} and {r[6] for r in normal} == {"PA"}
+
+
+def test_every_png_says_it_is_synthetic_and_names_its_model(exported, toy_run):
+    from core.generate import file_sha256
+
+    sha = file_sha256(toy_run / "generator.keras")
+    for path in list((exported / "images").iterdir())[:5]:
+        chunks = _text_chunks(path.read_bytes())
+        assert "SYNTHETIC" in chunks["Description"]
+        assert sha in chunks["Source"]
+        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (32, 32)
+
+
+def test_one_image_regenerated_from_the_manifest_has_identical_pixels(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["model"]["sha256"] and manifest["software"]["tensorflow"]
+    assert manifest["model"]["run_config"]["classes"] == TOY_CLASSES
+    for entry in (manifest["images"][0], manifest["images"][20], manifest["images"][-1]):
+        on_disk = cv2.imread(str(exported / "images" / entry["image"]), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(regenerate(exported, entry["image"]), on_disk)
+
+
+def test_a_cancelled_export_leaves_no_folder_and_no_debris(toy_run, tmp_path):
+    job = Job(on_progress=lambda progress: job.request_stop(), min_interval=0.0)
+    config = ExportConfig(run=str(toy_run), out=str(tmp_path / "out"), counts={"Mass": 100}, batch_size=16)
+    with pytest.raises(Cancelled):
+        export(config, job=job, demographics=_demographics())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_empty_folder_is_kept_without_force_and_foreign_folders_even_with_it(toy_run, tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("precious")
+    for force in (False, True):
+        config = ExportConfig(run=str(toy_run), out=str(target), counts={"Mass": 2}, force=force)
+        with pytest.raises(UserError, match="mine"):
+            export(config, demographics=_demographics())
+        assert (target / "notes.txt").read_text() == "precious"
+
+
+def test_force_replaces_an_earlier_export_whole(toy_run, tmp_path):
+    target = tmp_path / "export"
+    export(ExportConfig(run=str(toy_run), out=str(target), counts={"Mass": 4}, seed=1), demographics=_demographics())
+    export(ExportConfig(run=str(toy_run), out=str(target), counts={"Effusion": 2}, seed=2, force=True),
+           demographics=_demographics())
+    assert [r[1] for r in _rows(target)] == ["Effusion", "Effusion"]
+    assert len(list((target / "images").iterdir())) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_export_at_another_size_scales_images_and_pixel_spacing(toy_run, tmp_path):
+    out = tmp_path / "big"
+    export(ExportConfig(run=str(toy_run), out=str(out), counts={"Mass": 2}, size=64), demographics=_demographics())
+    row = _rows(out)[0]
+    assert (row[7], row[8]) == ("64", "64") and float(row[9]) == pytest.approx(0.143 * 16)
+    assert cv2.imread(str(out / "images" / row[0]), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+
+
+def test_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path):
+    assert [neutralise_cell(v) for v in ("=1+2", "+A1", "-2", "@SUM(A1)", "Mass", 42)] == \
+        ["'=1+2", "'+A1", "'-2", "'@SUM(A1)", "Mass", "42"]
+    run = write_toy_run(tmp_path / "run", classes=["=HYPERLINK(\"http://x\")", "@cmd", "Mass"])
+    export(ExportConfig(run=str(run), out=str(tmp_path / "out"), counts={"=HYPERLINK(\"http://x\")": 1, "@cmd": 1}),
+           demographics=_demographics())
+    assert sorted(r[1] for r in _rows(tmp_path / "out")) == ["'=HYPERLINK(\"http://x\")", "'@cmd"]
+
+
+def test_counts_text_is_parsed_with_clear_errors():
+    assert parse_counts("Mass=200, Nodule=50") == {"Mass": 200, "Nodule": 50}
+    assert parse_counts("Infiltrate=3") == {"Infiltration": 3}
+    with pytest.raises(UserError, match="Mass200"):
+        parse_counts("Mass200")
+
+
+def test_an_unknown_class_is_a_user_error(toy_run, tmp_path):
+    with pytest.raises(UserError, match="Hernia"):
+        export(ExportConfig(run=str(toy_run), out=str(tmp_path / "o"), counts={"Hernia": 1}),
+               demographics=_demographics())
