@@ -309,14 +309,13 @@ def _typed_table(file: str, raw: dict[str, tuple[str, ...]], lines: np.ndarray,
                  problems: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """Turn raw text columns into typed ones; drop rows that cannot be used, reporting each kind."""
     n = len(lines)
-    table = pd.DataFrame({"image": pd.Series(raw["image"], dtype=object).str.strip()})
-    table["finding_labels"] = pd.Series(raw["finding_labels"], dtype=object).str.strip()
+    image = np.array([name.strip() for name in raw["image"]], dtype=object)
+    table = pd.DataFrame({"image": image, "finding_labels": _clean_text(raw["finding_labels"])})
     patient, _ = _to_int(raw["patient_id"], 0, 10**12)
     table["patient_id"] = patient
     bad_patient = patient.isna().to_numpy()
 
-    image = table["image"].to_numpy()
-    unsafe = ~np.fromiter((is_safe_image_name(name) for name in image), dtype=bool, count=n)
+    unsafe = _unsafe_names(image)
     duplicate = table["image"].duplicated().to_numpy() & ~unsafe
     _report(problems, file, "with an image name that is empty or has a path separator or '..'",
             lines[unsafe], "rejected, never opened")
@@ -327,41 +326,65 @@ def _typed_table(file: str, raw: dict[str, tuple[str, ...]], lines: np.ndarray,
     if not keep.any():
         raise DatasetError(f"{file}: no usable image rows (empty dataset)")
 
-    follow_up, bad_follow = _to_int(raw.get("follow_up", ()), 0, 10**9, n)
-    table["follow_up"] = follow_up
+    table["follow_up"], bad_follow = _to_int(raw["follow_up"], 0, 10**9)
     _report(problems, file, "with a Follow-up # that is not an integer", lines[bad_follow & keep], "left empty")
-    age_text = pd.Series(raw["age"], dtype=object).str.strip().str.upper().str.removesuffix("Y")
-    age, bad_age = _to_int(age_text, 0, 10**4)
+    age, bad_age = _to_int(raw["age"], 0, 10**4, suffix="Y")
     table["age"] = age
     _report(problems, file, "with an unreadable Patient Age", lines[bad_age & keep], "left empty")
     over = (age > MAX_PLAUSIBLE_AGE).to_numpy(dtype=bool, na_value=False) & keep
     if over.any():
         _report(problems, file, f"with Patient Age over {MAX_PLAUSIBLE_AGE}, up to {int(age[over].max())}",
                 lines[over], "kept")
-    table["sex"] = pd.Series(raw["sex"], dtype=object).str.strip().str.upper()
-    table["view"] = pd.Series(raw["view"], dtype=object).str.strip().str.upper()
+    table["sex"] = _clean_text(raw["sex"], upper=True)
+    table["view"] = _clean_text(raw["view"], upper=True)
+    blank = ("",) * n  # the size and spacing columns are optional
     for column in ("orig_width", "orig_height"):
-        table[column], _ = _to_int(raw.get(column, ()), 0, 10**6, n)
+        table[column], _ = _to_int(raw.get(column, blank), 0, 10**6)
     for column in ("spacing_x", "spacing_y"):
-        table[column] = pd.to_numeric(pd.Series(raw.get(column, [None] * n), dtype=object), errors="coerce")
+        table[column] = _to_float(raw.get(column, blank))
     table = table[keep].reset_index(drop=True)
     table["patient_id"] = table["patient_id"].astype(np.int64)
     return table, lines[keep]
 
 
-def _to_int(values, low: int, high: int, n: int | None = None) -> tuple[pd.Series, np.ndarray]:
-    """Parse integers (leading zeros fine) into an Int64 series; also a mask of non-empty unparsable cells.
+def _unsafe_names(names: np.ndarray) -> np.ndarray:
+    """Mask of names `is_safe_image_name` rejects; one substring scan first, as almost all files are clean."""
+    joined = "\n".join(names)
+    if names[0] and names[-1] and not any(mark in joined for mark in ("/", "\\", "..", "\0", "\n\n")):
+        return np.zeros(len(names), dtype=bool)
+    return ~np.fromiter((is_safe_image_name(name) for name in names), dtype=bool, count=len(names))
 
-    A missing optional column (`values` empty, `n` given) gives all-NA without complaint.
-    """
-    if n is not None and len(values) == 0:
-        return pd.Series(pd.array([pd.NA] * n, dtype="Int64")), np.zeros(n, dtype=bool)
-    text = pd.Series(values, dtype=object).str.strip()
-    number = pd.to_numeric(text, errors="coerce").astype("float64")
-    valid = number.notna() & (number % 1 == 0) & (number >= low) & (number <= high)
+
+def _clean_text(values: tuple[str, ...], upper: bool = False) -> np.ndarray:
+    """Stripped (and upper-cased) cells, computed once per distinct cell: these columns repeat a lot."""
+    codes, cells = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    cleaned = np.array([c.strip().upper() if upper else c.strip() for c in cells], dtype=object)
+    return cleaned[codes]
+
+
+def _to_int(values: tuple[str, ...], low: int, high: int, suffix: str = "") -> tuple[pd.Series, np.ndarray]:
+    """Parse integers (leading zeros and a `suffix` like the 2017 ages' `Y` allowed) into an Int64 series;
+    also a mask of cells that are not empty and not such an integer in [low, high]. Once per distinct cell."""
+    codes, cells = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    text = [c.strip().upper().removesuffix(suffix) for c in cells]
+    number = _numbers(text)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(number) & (number % 1 == 0) & (number >= low) & (number <= high)
     number[~valid] = np.nan
-    bad = (~valid & (text.fillna("") != "")).to_numpy(dtype=bool)
-    return number.astype("Int64"), bad
+    bad = ~valid & np.array([t != "" for t in text], dtype=bool)
+    return pd.Series(number[codes]).astype("Int64"), bad[codes]
+
+
+def _to_float(values: tuple[str, ...]) -> np.ndarray:
+    codes, cells = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return _numbers([c.strip() for c in cells])[codes]
+
+
+def _numbers(text: list[str]) -> np.ndarray:
+    """float64 per cell, NaN where the cell is not a finite number."""
+    number = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce").to_numpy(dtype=float, copy=True)
+    number[~np.isfinite(number)] = np.nan
+    return number
 
 
 def _multi_hot(finding_labels: np.ndarray, lines: np.ndarray, file: str, problems: list[str]) -> np.ndarray:
