@@ -1,0 +1,324 @@
+"""The prepared training cache: chosen images decoded once, resized, in one uint8 memory-mapped array.
+
+A cache folder holds
+    images.npy   uint8 (N, S, S), opened with `np.load(mmap_mode="r")` (never pickle)
+    meta.csv     one row per image: image, patient_id, age, sex, view, finding_labels, label, class, split
+    failed.txt   one line per selected image that could not be used: `name<TAB>reason`
+    cache.json   the config, the classes, the counts and the fingerprint of the inputs
+
+Selection (`multi_label`):
+- "exclude" (default): an image is used when its labels are exactly one of the classes.
+- "rarest": images whose labels are ALL among the classes are used too; a multi-label image goes to the
+  listed class that is rarest in the whole dataset (fewest images carrying it). The rarer finding is
+  the more specific one and the class that most needs examples. Images carrying any label outside the
+  classes are never used: they show a finding the model has no class for.
+
+The cache is built in a temporary sibling folder and swapped in at the end, so a cancelled or crashed
+run never leaves a partial cache. The fingerprint (config + every selected file's name, class, split,
+size and mtime) decides whether a re-run can reuse the cache or must rebuild it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from core.dataset import DatasetIndex, open_dataset
+from core.errors import UserError
+from core.images import ImageReadError, load_image
+from core.jobs import Cancelled, Job
+from core.labels import DEFAULT_CLASSES, LABEL_INDEX, NIH_LABELS, canonical_label
+
+CACHE_VERSION = 1
+MULTI_LABEL_RULES = ("exclude", "rarest")
+IMAGES_NAME, META_NAME, FAILED_NAME, INFO_NAME = "images.npy", "meta.csv", "failed.txt", "cache.json"
+META_COLUMNS = ("image", "patient_id", "age", "sex", "view", "finding_labels", "label", "class", "split")
+CHUNK = 32  # images per worker task: few enough tasks to keep overhead low, many enough for a smooth bar
+
+
+class CacheError(UserError):
+    """A cache cannot be built (bad options, nothing to prepare, unwritable folder) or opened."""
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """What to prepare. The CLI, the GUI form and the tests all build this."""
+
+    data: str
+    out: str
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    size: int = 128
+    multi_label: str = "exclude"
+    seed: int = 0  # seed of the patient-level split when the dataset has no official lists
+    workers: int = 0  # decoding threads; 0 = one per core
+
+    def checked(self) -> "PrepareConfig":
+        """The same config with canonical class names; raises CacheError naming the bad option."""
+        classes = tuple(canonical_label(name) for name in self.classes)
+        unknown = [name for name in classes if name not in LABEL_INDEX]
+        if unknown:
+            raise CacheError(f"--classes: unknown label(s) {', '.join(unknown)}; known: {', '.join(NIH_LABELS)}")
+        if not classes or len(set(classes)) != len(classes):
+            raise CacheError("--classes: name at least one label, each once")
+        if self.multi_label not in MULTI_LABEL_RULES:
+            raise CacheError(f"--multi-label: {self.multi_label!r} is not one of {', '.join(MULTI_LABEL_RULES)}")
+        if not 8 <= self.size <= 2048:
+            raise CacheError(f"--size: {self.size} is outside 8..2048")
+        return PrepareConfig(str(Path(self.data).resolve()), str(Path(self.out).resolve()), classes, self.size,
+                             self.multi_label, self.seed, self.workers)
+
+
+@dataclass
+class PrepareResult:
+    path: Path
+    prepared: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image, reason)
+    per_class: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    reused: bool = False
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "prepared": self.prepared, "failed": len(self.failed),
+                "failed_images": [{"image": name, "reason": why} for name, why in self.failed],
+                "per_class": self.per_class, "seconds": round(self.seconds, 3), "reused": self.reused}
+
+
+def prepare(config: PrepareConfig, job: Job | None = None) -> PrepareResult:
+    """Select, decode and resize the images of `config` into a cache folder, or reuse an identical one."""
+    start = time.monotonic()
+    job = job or Job()
+    config = config.checked()
+    out = Path(config.out)
+    _check_out_folder(out)
+    index = open_dataset(config.data, split_seed=config.seed)
+    selection = select_images(index, config.classes, config.multi_label)
+    fingerprint = _fingerprint(config, selection)
+    info = _read_info(out)
+    if info is not None and info.get("fingerprint") == fingerprint and (out / IMAGES_NAME).is_file():
+        failed = _read_failed(out / FAILED_NAME)
+        return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, True)
+    staging = _sibling(out, "building")
+    try:
+        failed = _build(staging, config, selection, fingerprint, job)
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    info = _read_info(out)
+    return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, False)
+
+
+def select_images(index: DatasetIndex, classes, multi_label: str = "exclude") -> pd.DataFrame:
+    """The rows to prepare, with `label` (class index) and `class`; raises CacheError for an empty class."""
+    chosen = np.array([LABEL_INDEX[name] for name in classes])
+    inside = index.labels[:, chosen]
+    outside = np.delete(index.labels, chosen, axis=1).any(axis=1)
+    count = inside.sum(axis=1)
+    if multi_label == "exclude":
+        keep = (count == 1) & ~outside
+        label = inside.argmax(axis=1)
+    else:
+        keep = (count >= 1) & ~outside
+        carriers = index.labels[:, chosen].sum(axis=0)
+        rarity = np.argsort(np.argsort(carriers, kind="stable"), kind="stable")  # 0 = rarest class
+        label = np.where(inside, rarity, len(classes)).argmin(axis=1)
+    table = index.table.loc[keep, ["image", "path", "patient_id", "age", "sex", "view", "finding_labels", "split"]]
+    table = table.assign(label=label[keep].astype(np.int32), **{"class": np.asarray(classes)[label[keep]]})
+    counts = np.bincount(table["label"], minlength=len(classes))
+    empty = [name for name, n in zip(classes, counts) if n == 0]
+    if empty:
+        raise CacheError(f"--classes: no images of {', '.join(empty)} in {index.data_entry} "
+                         f"(multi-label rule {multi_label!r})")
+    return table.reset_index(drop=True)
+
+
+class PreparedCache:
+    """An opened cache folder. `.images` is a read-only memmap; nothing is loaded into memory up front."""
+
+    def __init__(self, path: Path, info: dict, images: np.ndarray, meta: pd.DataFrame):
+        self.path = path
+        self.info = info
+        self.images = images
+        self.meta = meta
+        self.classes: list[str] = list(info["classes"])
+        self.size: int = int(info["size"])
+        self.labels = meta["label"].to_numpy(np.int32)
+        self.split = meta["split"].to_numpy(str)
+
+    @classmethod
+    def open(cls, path) -> "PreparedCache":
+        path = Path(path)
+        info = _read_info(path)
+        if info is None:
+            raise CacheError(f"{path}: not a prepared cache (no {INFO_NAME}); run `main.py prepare` first")
+        try:
+            images = np.load(path / IMAGES_NAME, mmap_mode="r", allow_pickle=False)
+            meta = pd.read_csv(path / META_NAME, dtype={"image": str, "sex": str, "view": str, "split": str,
+                                                        "class": str, "finding_labels": str},
+                               keep_default_na=False, na_values={"age": [""]})
+        except (OSError, ValueError) as error:
+            raise CacheError(f"{path}: damaged cache ({error}); prepare it again") from None
+        if images.dtype != np.uint8 or images.shape[0] != len(meta) or images.shape[1:] != (info["size"],) * 2:
+            raise CacheError(f"{path}: {IMAGES_NAME} does not match {META_NAME}; prepare it again")
+        return cls(path, info, images, meta)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _check_out_folder(out: Path) -> None:
+    """`out` may be new, empty or an earlier cache; anything else is the user's and is never touched."""
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / INFO_NAME).is_file():
+        raise CacheError(f"--out {out}: folder is not empty and is not a prepared cache; choose another")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out.parent, prefix=".write-test-")
+        probe.close()
+    except OSError as error:
+        raise CacheError(f"--out {out}: cannot write there ({error.strerror or error})") from None
+
+
+def _fingerprint(config: PrepareConfig, selection: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    settings = {key: value for key, value in asdict(config).items() if key not in ("out", "workers")}
+    digest.update(json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True).encode())
+    for name, path, label, split in selection[["image", "path", "label", "split"]].itertuples(index=False):
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            stat = None
+        size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
+        digest.update(f"{name}\t{path}\t{label}\t{split}\t{size}\t{mtime}\n".encode())
+    return digest.hexdigest()
+
+
+def _build(folder: Path, config: PrepareConfig, selection: pd.DataFrame, fingerprint: str,
+           job: Job) -> list[tuple[str, str]]:
+    """Decode into `folder`; returns the failed images. Rows that failed are dropped from the arrays."""
+    images = np.lib.format.open_memmap(folder / IMAGES_NAME, mode="w+", dtype=np.uint8,
+                                       shape=(len(selection), config.size, config.size))
+    reasons = _decode_all(selection["path"].tolist(), selection["image"].tolist(), images, config, job)
+    ok = np.array([reason is None for reason in reasons], dtype=bool)
+    failed = [(name, reason) for name, reason in zip(selection["image"], reasons) if reason is not None]
+    if failed:
+        images = _compact(folder / IMAGES_NAME, images, ok)
+    images.flush()
+    del images
+    kept = selection.loc[ok]
+    kept[list(META_COLUMNS)].to_csv(folder / META_NAME, index=False)
+    (folder / FAILED_NAME).write_text("".join(f"{name}\t{reason}\n" for name, reason in failed), encoding="utf-8")
+    counts = np.bincount(kept["label"], minlength=len(config.classes))
+    info = {"version": CACHE_VERSION, "config": asdict(config), "classes": list(config.classes),
+            "size": config.size, "prepared": int(len(kept)), "failed": len(failed),
+            "per_class": {name: int(n) for name, n in zip(config.classes, counts)},
+            "splits": {name: int((kept["split"] == name).sum()) for name in ("train", "val", "test")},
+            "fingerprint": fingerprint}
+    (folder / INFO_NAME).write_text(json.dumps(info, indent=1), encoding="utf-8")
+    return failed
+
+
+def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: PrepareConfig,
+                job: Job) -> list[str | None]:
+    """Decode and letterbox every image into `images[i]` on all cores; the reason per failed image.
+
+    Threads, not processes: OpenCV releases the GIL while decoding and resizing, and the workers write
+    straight into the memmap. OpenCV's own thread pool is set to one thread meanwhile, so the two pools
+    do not fight over the cores.
+    """
+    reasons: list[str | None] = [None] * len(paths)
+    stop = threading.Event()
+
+    def work(start: int) -> int:
+        for i in range(start, min(start + CHUNK, len(paths))):
+            if stop.is_set():
+                break
+            if not paths[i]:
+                reasons[i] = f"{names[i]}: file not found in the dataset folders"
+                continue
+            try:
+                images[i] = load_image(paths[i], config.size)
+            except ImageReadError as error:
+                reasons[i] = str(error)
+        return min(start + CHUNK, len(paths)) - start
+
+    workers = config.workers or os.cpu_count() or 1
+    previous_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    done = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(work, start) for start in range(0, len(paths), CHUNK)]
+            try:
+                for future in futures:
+                    done += future.result()
+                    job.report(done, len(paths), "decoding")
+                    job.check()
+            except Cancelled:
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:
+        cv2.setNumThreads(previous_threads)
+    return reasons
+
+
+def _compact(path: Path, images: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """A new array file with only the rows that decoded (failures are rare: one extra copy is fine)."""
+    kept_path = path.with_name("kept-" + path.name)
+    rows = np.flatnonzero(ok)
+    kept = np.lib.format.open_memmap(kept_path, mode="w+", dtype=np.uint8, shape=(len(rows),) + images.shape[1:])
+    for start in range(0, len(rows), 1024):
+        kept[start:start + 1024] = images[rows[start:start + 1024]]
+    del images
+    kept.flush()
+    os.replace(kept_path, path)
+    return kept
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` (absent, empty or an old cache) with the finished `staging` folder."""
+    old = None
+    if out.exists():
+        old = _sibling(out, "old")
+        os.replace(out, old / "cache")
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(out: Path, purpose: str) -> Path:
+    """A new hidden folder next to `out` (same file system, so renames are atomic), with normal permissions."""
+    folder = out.parent / f".{out.name}.{purpose}-{os.getpid()}-{secrets.token_hex(4)}"
+    folder.mkdir()
+    return folder
+
+
+def _read_info(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / INFO_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise CacheError(f"{folder / INFO_NAME}: unreadable ({error}); delete the folder and prepare again") from None
+
+
+def _read_failed(path: Path) -> list[tuple[str, str]]:
+    if not path.is_file():
+        return []
+    rows = [line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [(row[0], row[1] if len(row) > 1 else "") for row in rows]
