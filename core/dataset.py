@@ -176,7 +176,11 @@ def open_dataset(root: str | os.PathLike, job: Job | None = None, split_seed: in
     job.check()
 
     job.report(2, 4, f"reading {BBOX_NAME}")
-    boxes = _read_boxes(root / BBOX_NAME, set(table["image"]), problems)
+    try:
+        boxes = _read_boxes(root / BBOX_NAME, set(table["image"]), problems)
+    except DatasetError as error:  # the images and labels are still usable without boxes
+        problems.append(f"{error}; no boxes loaded")
+        boxes = _no_boxes()
     table["n_boxes"] = _count_boxes(table["image"], boxes)
     job.check()
 
@@ -211,7 +215,8 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {error.start})") from error
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetError(f"{path.name}: line {line} is not UTF-8 text (byte {error.start})") from error
 
 
 def _csv_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
@@ -453,10 +458,10 @@ def _resolve_paths(root: Path, images: pd.Series, job: Job, problems: list[str])
 # ------------------------------------------------------------------------------------------- boxes
 
 def _read_boxes(path: Path, known_images: set[str], problems: list[str]) -> pd.DataFrame:
-    """The BBox list by position: image, label, x, y, w, h. A missing file means no boxes."""
+    """The BBox list by position: image, label, x, y, w, h. A missing file means no boxes; an unreadable
+    one raises `DatasetError` (the caller reports it and goes on without boxes)."""
     if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype=object if c in ("image", "label") else float)
-                             for c in BOX_COLUMNS})
+        return _no_boxes()
     rows = iter(_csv_rows(path))
     header = next(rows, None)
     if header is not None and _normalise_header(header[1][0]) != "imageindex":
@@ -488,6 +493,10 @@ def _read_boxes(path: Path, known_images: set[str], problems: list[str]) -> pd.D
     return boxes.astype({"image": object, "label": object, "x": float, "y": float, "w": float, "h": float})
 
 
+def _no_boxes() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in ("image", "label") else float) for c in BOX_COLUMNS})
+
+
 def _parse_box_row(row: list[str]) -> tuple[str, str, float, float, float, float] | None:
     """One BBox row, or None when it is malformed (fewer than 6 fields, extra non-empty fields, bad numbers)."""
     if len(row) < 6 or any(cell.strip() for cell in row[6:]):
@@ -509,7 +518,11 @@ def _count_boxes(images: pd.Series, boxes: pd.DataFrame) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- splits
 
 def _read_name_list(path: Path, problems: list[str]) -> set[str]:
-    names = [line.strip() for line in _read_text(path).splitlines()]
+    try:
+        names = [line.strip() for line in _read_text(path).splitlines()]
+    except DatasetError as error:
+        problems.append(f"{error}; list ignored")
+        return set()
     unsafe = np.asarray([i + 1 for i, name in enumerate(names) if name and not is_safe_image_name(name)])
     _report(problems, path.name, "with an image name that has a path separator or '..'", unsafe, "ignored")
     return {name for name in names if name and is_safe_image_name(name)}

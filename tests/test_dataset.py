@@ -127,6 +127,37 @@ def test_bbox_list_is_read_by_position_with_6_and_9_field_rows_and_infiltrate(tm
     assert index.summary()["boxes"] == 4
 
 
+def test_unreadable_bbox_list_is_reported_and_the_dataset_still_opens(tmp_path):
+    root = make_root(tmp_path)
+    (root / "BBox_List_2017.csv").write_text("x,y\n1,2\n")
+    index = open_dataset(root)
+    assert len(index.table) == 10 and len(index.boxes) == 0
+    assert any(p.startswith("BBox_List_2017.csv: line 1 is not the BBox header") and p.endswith("no boxes loaded")
+               for p in index.problems)
+
+
+def test_bad_bbox_rows_are_counted_with_line_numbers(tmp_path):
+    root = make_root(tmp_path)
+    with open(root / "BBox_List_2017.csv", "a") as f:
+        f.write("00000002_000.png,Mass,1,2,-3,4\r\n00000099_000.png,Mass,1,2,3,4\r\n"
+                "../evil.png,Mass,1,2,3,4\r\n00000002_000.png,Mass,1,2,3\r\n00000002_000.png,Covid,1,2,3,4\r\n")
+    index = open_dataset(root)
+    assert len(index.boxes) == 5
+    problems = "\n".join(index.problems)
+    assert "BBox_List_2017.csv: 2 rows that are not 'image,label,x,y,w,h'" in problems and "lines 6, 9" in problems
+    assert "BBox_List_2017.csv: 1 row for an image not in Data_Entry (line 7)" in problems
+    assert "BBox_List_2017.csv: 1 row with an image name that has a path separator or '..' (line 8)" in problems
+    assert "BBox_List_2017.csv: 1 row with unknown label 'Covid' (line 10); kept" in problems
+
+
+def test_non_utf8_data_entry_names_file_and_line(tmp_path):
+    root = write_entry(tmp_path / "nih", [ROW])
+    with open(root / "Data_Entry_2017.csv", "ab") as f:
+        f.write(b"00000002_000.png,Ma\xffss,0,2,58,M,PA,1,1,1,1\n")
+    with pytest.raises(DatasetError, match=r"Data_Entry_2017.csv: line 3 is not UTF-8 text"):
+        open_dataset(root)
+
+
 def test_missing_bbox_list_means_no_boxes(tmp_path):
     index = open_dataset(make_root(tmp_path, bbox=False))
     assert len(index.boxes) == 0 and (index.table["n_boxes"] == 0).all()
