@@ -56,7 +56,8 @@ def write_toy_run(run_dir, kind: str = "follows", size: int = 32, latent_dim: in
         unused = keras.layers.Embedding(n, size * size, embeddings_initializer="zeros")(label)
         pick = keras.layers.Dense(n, activation="softmax",
                                   kernel_initializer=keras.initializers.RandomNormal(0, 5.0, seed=2))(z)
-        drawn = keras.layers.Dense(size * size, use_bias=False, weights=[patterns])(pick)
+        drawn = keras.layers.Dense(size * size, use_bias=False,
+                                   kernel_initializer=keras.initializers.Constant(patterns))(pick)
         flat = keras.layers.Add()([drawn, unused])
     elif kind == "copies":
         pictures = np.asarray(copies, np.float32).reshape(n, -1) / 127.5 - 1.0
