@@ -22,7 +22,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ _OPTIONAL_ENTRY_COLUMNS = {"OriginalImage[Width,Height]", "OriginalImagePixelSpa
 
 TABLE_COLUMNS = ("image", "path", "finding_labels", "follow_up", "patient_id", "age", "sex", "view",
                  "orig_width", "orig_height", "spacing_x", "spacing_y", "n_boxes", "split")
+_TEXT_COLUMNS = ("image", "path", "finding_labels", "sex", "view", "split")
 BOX_COLUMNS = ("image", "label", "x", "y", "w", "h")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test when there are no official lists
 MAX_PLAUSIBLE_AGE = 100
@@ -166,16 +167,20 @@ def open_dataset(root: str | os.PathLike, job: Job | None = None, split_seed: in
     problems: list[str] = []
     entry_path = _find_data_entry(root, problems)
 
-    job.report(0, 4, f"reading {entry_path.name}")
+    folders = _image_folders(root)
+    total = len(folders) + 3  # Data_Entry, each folder, boxes, split
+
+    def before_folder(i: int, folder: str) -> None:
+        job.report(1 + i, total, f"listing {os.path.basename(folder)}")
+        job.check()
+
+    job.report(0, total, f"reading {entry_path.name}")
     table, line_numbers = _read_data_entry(entry_path, problems)
     labels = _multi_hot(table["finding_labels"].to_numpy(), line_numbers, entry_path.name, problems)
     job.check()
+    table["path"] = _resolve_paths(root, folders, table["image"], before_folder, problems)
 
-    job.report(1, 4, "listing image folders")
-    table["path"] = _resolve_paths(root, table["image"], job, problems)
-    job.check()
-
-    job.report(2, 4, f"reading {BBOX_NAME}")
+    job.report(total - 2, total, f"reading {BBOX_NAME}")
     try:
         boxes = _read_boxes(root / BBOX_NAME, set(table["image"]), problems)
     except DatasetError as error:  # the images and labels are still usable without boxes
@@ -184,10 +189,11 @@ def open_dataset(root: str | os.PathLike, job: Job | None = None, split_seed: in
     table["n_boxes"] = _count_boxes(table["image"], boxes)
     job.check()
 
-    job.report(3, 4, "splitting by patient")
+    job.report(total - 1, total, "splitting by patient")
     table["split"] = _assign_splits(root, table, split_seed, problems)
-    job.report(4, 4, "done")
-    return DatasetIndex(root, entry_path, table[list(TABLE_COLUMNS)], labels, boxes, problems)
+    job.report(total, total, "done")
+    table = table[list(TABLE_COLUMNS)].astype({c: "str" for c in _TEXT_COLUMNS})
+    return DatasetIndex(root, entry_path, table, labels, boxes, problems)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -432,17 +438,16 @@ def _image_folders(root: Path) -> list[str]:
     return folders
 
 
-def _resolve_paths(root: Path, images: pd.Series, job: Job, problems: list[str]) -> np.ndarray:
+def _resolve_paths(root: Path, folders: list[str], images: pd.Series, before_folder: Callable[[int, str], None],
+                   problems: list[str]) -> np.ndarray:
     """Each image's path, or "" if no folder holds it. Each folder is listed once (no stat per row)."""
     where: dict[str, str] = {}
     duplicates = 0
-    folders = _image_folders(root)
     for i, folder in enumerate(folders):
-        job.report(i, len(folders), f"listing {os.path.basename(folder)}")
-        job.check()
+        before_folder(i, folder)
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.name.lower().endswith(".png"):
+                if entry.name.endswith((".png", ".PNG")):
                     if entry.name in where:
                         duplicates += 1
                     else:
@@ -490,11 +495,11 @@ def _read_boxes(path: Path, known_images: set[str], problems: list[str]) -> pd.D
     for name, lines in sorted(unknown_labels.items()):
         _report(problems, path.name, f"with unknown label '{name}'", np.asarray(lines), "kept")
     boxes = pd.DataFrame.from_records(records, columns=list(BOX_COLUMNS))
-    return boxes.astype({"image": object, "label": object, "x": float, "y": float, "w": float, "h": float})
+    return boxes.astype({"image": "str", "label": "str", "x": float, "y": float, "w": float, "h": float})
 
 
 def _no_boxes() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in ("image", "label") else float) for c in BOX_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype="str" if c in ("image", "label") else float) for c in BOX_COLUMNS})
 
 
 def _parse_box_row(row: list[str]) -> tuple[str, str, float, float, float, float] | None:

@@ -349,7 +349,9 @@ def test_job_reports_progress_and_can_stop(tmp_path):
     seen = []
     job = Job(seen.append, min_interval=0)
     open_dataset(root, job=job)
-    assert seen[-1].done == seen[-1].total
+    assert len({p.total for p in seen}) == 1 and seen[-1].done == seen[-1].total == 3 + 3  # 2 numbered folders and the root
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+    assert any("images_002" in p.message for p in seen)
     stopped = Job()
     stopped.request_stop()
     from core.jobs import Cancelled

@@ -57,6 +57,12 @@ def test_16bit_is_scaled_by_bit_depth_not_clipped(tmp_path):
     np.testing.assert_array_equal(image, [[0, 1, 128, 255]])
 
 
+def test_16bit_color_is_converted_and_scaled(tmp_path):
+    bgr = np.full((4, 4, 3), 65535, np.uint16)
+    image = load_image(write_png(tmp_path / "deep_rgb.png", bgr))
+    assert image.dtype == np.uint8 and image.shape == (4, 4) and (image == 255).all()
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"", "empty file"),
     (b"not a png at all", "cannot decode"),
