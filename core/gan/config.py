@@ -1,0 +1,138 @@
+"""`TrainConfig`: everything that defines a training run, one dataclass for the CLI, the GUI form and tests.
+
+Each field carries `metadata={"help": ...}` (and `choices` where the value is one of a few) so the GUI
+can build its form from `fields(TrainConfig)`. The config is written to the run folder as
+`config.json`; resuming compares the saved config with the new one on the fields that change the
+run (`RUN_DEFINING`), so a resumed run continues the same experiment.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from core.errors import UserError
+
+ARCHITECTURES = ("sngan", "reference")
+SIZES = (32, 64, 128, 256)
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+XLA_MODES = ("auto", "off", "last_layer", "step")
+AUGMENTATIONS = ("translation", "cutout", "color")
+
+# Fields that may change between a run and its resume (how long, how often, how fast, where from).
+RESUMABLE_CHANGES = frozenset({"steps", "epochs", "resume", "threads", "log_every", "sample_every",
+                               "checkpoint_every", "cache", "data", "strategy", "xla"})
+
+
+def _f(default, help_text: str, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass
+class TrainConfig:
+    run: str = _f("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.")
+    cache: str = _f("", "Prepared cache folder (from `prepare`); its 'train' split is used.")
+    arch: str = _f("sngan", "Architecture: 'sngan' (modern, fast) or 'reference' (the notebook model).",
+                   choices=ARCHITECTURES)
+    size: int = _f(64, "Image side in pixels; must equal the cache's size.", choices=SIZES)
+    batch: int = _f(64, "Images per step (for 'reference': half real, half fake per D update).")
+    steps: int = _f(2000, "Training steps; used when epochs is 0.")
+    epochs: int = _f(0, "Passes over the training images; when > 0 it overrides steps.")
+    seed: int = _f(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.")
+    latent_dim: int = _f(100, "Length of the latent vector z.")
+    channels: int = _f(32, "sngan width: channels of the last generator block (doubles per block).")
+    lr_g: float = _f(2e-4, "Generator learning rate (Adam).")
+    lr_d: float = _f(2e-4, "Discriminator learning rate (Adam).")
+    beta_1: float = _f(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).")
+    beta_2: float = _f(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).")
+    ac_weight: float = _f(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
+                               "conditioned labels). 0 disables it.")
+    r1_gamma: float = _f(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
+    augment: str = _f("translation,cutout,color", "DiffAugment policies applied to real and fake images "
+                                                  "(comma separated; empty = none).")
+    ema_decay: float = _f(0.999, "Decay of the EMA generator used for samples and export.")
+    balanced: bool = _f(True, "Sample classes equally often in each batch.")
+    precision: str = _f("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
+                        choices=PRECISIONS)
+    xla: str = _f("auto", "XLA compilation: 'step' compiles the whole train step, 'last_layer' only the "
+                          "generator's output convolution (avoids TensorFlow's very slow CPU kernel for the "
+                          "reference's 16x16 conv), 'off' none; 'auto' = last_layer for reference, off for sngan.",
+                  choices=XLA_MODES)
+    strategy: str = _f("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
+                       choices=STRATEGIES)
+    threads: int = _f(0, "TensorFlow CPU threads (0 = all cores). Only takes effect before TensorFlow "
+                         "starts its runtime, i.e. for the first run in a process.")
+    log_every: int = _f(50, "Append a metrics row every this many steps.")
+    sample_every: int = _f(0, "Save a sample grid every this many steps (0 = once per epoch).")
+    checkpoint_every: int = _f(500, "Save a checkpoint every this many steps (and always at the end).")
+    resume: bool = _f(False, "Continue the run in the run folder from its last checkpoint.")
+
+    def validate(self) -> None:
+        """Raise UserError naming the option if a value cannot work."""
+        if not self.run:
+            raise UserError("train: --run (the run folder) is required")
+        if self.arch not in ARCHITECTURES:
+            raise UserError(f"train: --arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}")
+        if self.size not in SIZES:
+            raise UserError(f"train: --size must be one of {SIZES}, not {self.size}")
+        if self.arch == "reference" and self.size != 128:
+            raise UserError("train: the 'reference' architecture is defined for --size 128 only")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"train: --precision must be one of {', '.join(PRECISIONS)}")
+        if self.xla not in XLA_MODES:
+            raise UserError(f"train: --xla must be one of {', '.join(XLA_MODES)}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"train: --strategy must be one of {', '.join(STRATEGIES)}")
+        if self.batch < 2:
+            raise UserError(f"train: --batch must be at least 2, not {self.batch}")
+        if self.steps < 1 and self.epochs < 1:
+            raise UserError("train: give --steps N or --epochs E (at least 1)")
+        for name in ("log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"train: {name} must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError("train: ema_decay must be in [0, 1)")
+        self.augment_policies()
+
+    def xla_mode(self) -> str:
+        if self.xla != "auto":
+            return self.xla
+        return "last_layer" if self.arch == "reference" else "off"
+
+    def augment_policies(self) -> tuple[str, ...]:
+        names = tuple(p.strip() for p in self.augment.split(",") if p.strip())
+        unknown = [p for p in names if p not in AUGMENTATIONS]
+        if unknown:
+            raise UserError(f"train: unknown augmentation {unknown}; choose from {', '.join(AUGMENTATIONS)}")
+        return names
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "config.json") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown training options {unknown}")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        from core.gan.runs import atomic_write_text
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"{path}: cannot read the run config ({error})") from error
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a training config")
+        return cls.from_json(data, source=str(path))
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Run-defining fields whose values differ (what makes a resume a different experiment)."""
+        return [f.name for f in fields(self)
+                if f.name not in RESUMABLE_CHANGES and getattr(self, f.name) != getattr(other, f.name)]

@@ -1,0 +1,175 @@
+"""Custom layers of the sngan models, registered so a saved `generator.keras` loads with safe_mode=True.
+
+Why not `keras.layers.SpectralNormalization`: in Keras 3.15 it overwrites the wrapped kernel in place,
+so gradients do not flow through the normalisation, and it cannot wrap an `Embedding`. Here the
+kernel stays the trainable variable and `kernel / sigma` is computed in the forward pass, so the
+gradient sees the normalisation (Miyato et al. 2018). The power-iteration vector `u` is updated only
+in training mode and is a mean-aggregated variable, so it is valid under MirroredStrategy.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "cxr_gan"
+
+
+def _l2_normalize(x, eps=1e-12):
+    return x / ops.sqrt(ops.sum(ops.square(x)) + eps)
+
+
+class _SpectralKernel:
+    """Mixin: `self.normalized_kernel(training)` = kernel / (largest singular value, by power iteration)."""
+
+    def _add_u(self, units: int):
+        self.u = self.add_weight(shape=(1, units), initializer=keras.initializers.RandomNormal(),
+                                 trainable=False, autocast=False, aggregation="mean", name="sn_u",
+                                 dtype="float32")
+
+    def normalized_kernel(self, training):
+        kernel = ops.cast(self.kernel.value, "float32")
+        w = ops.reshape(kernel, (-1, kernel.shape[-1]))
+        u = ops.stop_gradient(self.u.value)
+        v = ops.stop_gradient(_l2_normalize(ops.matmul(u, ops.transpose(w))))
+        if training:
+            u = ops.stop_gradient(_l2_normalize(ops.matmul(v, w)))
+            self.u.assign(u)
+        sigma = ops.sum(ops.matmul(v, w) * u)
+        return ops.cast(kernel / sigma, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SNConv2D(_SpectralKernel, keras.layers.Layer):
+    """Spectrally normalised 2-D convolution (NHWC)."""
+
+    def __init__(self, filters, kernel_size=3, strides=1, padding="same", use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.padding = padding
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        k = self.kernel_size
+        self.kernel = self.add_weight(shape=(k, k, input_shape[-1], self.filters),
+                                      initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
+        self._add_u(self.filters)
+
+    def call(self, x, training=False):
+        y = ops.conv(x, self.normalized_kernel(training), strides=self.strides, padding=self.padding)
+        return y + self.bias if self.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        if self.padding == "same":
+            h = None if h is None else -(-h // self.strides)
+            w = None if w is None else -(-w // self.strides)
+        else:
+            h = None if h is None else (h - self.kernel_size) // self.strides + 1
+            w = None if w is None else (w - self.kernel_size) // self.strides + 1
+        return (n, h, w, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SNDense(_SpectralKernel, keras.layers.Layer):
+    """Spectrally normalised dense layer."""
+
+    def __init__(self, units, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform",
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias") if self.use_bias else None
+        self._add_u(self.units)
+
+    def call(self, x, training=False):
+        y = ops.matmul(x, self.normalized_kernel(training))
+        return y + self.bias if self.use_bias else y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConditionalBatchNorm(keras.layers.Layer):
+    """Batch norm whose scale and shift come from the class: `bn(x) * (1 + gamma[y]) + beta[y]`.
+
+    Inputs `[x (N, H, W, C), label int (N,)]`. Putting the class into every generator block is what
+    makes the generator follow its label (an embedding at the input alone was ignored, FINDINGS).
+    Momentum 0.9 so the moving statistics used at inference keep up with a short run.
+    """
+
+    def __init__(self, n_classes, momentum=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes = int(n_classes)
+        self.momentum = momentum
+        self.norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=momentum,
+                                                    epsilon=1e-5, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        channels = x_shape[-1]
+        self.norm.build(x_shape)
+        self.gamma = self.add_weight(shape=(self.n_classes, channels), initializer="zeros", name="gamma")
+        self.beta = self.add_weight(shape=(self.n_classes, channels), initializer="zeros", name="beta")
+
+    def call(self, inputs, training=False):
+        x, label = inputs
+        label = ops.cast(ops.reshape(label, (-1,)), "int32")
+        y = self.norm(x, training=training)
+        gamma = ops.take(self.gamma, label, axis=0)[:, None, None, :]
+        beta = ops.take(self.beta, label, axis=0)[:, None, None, :]
+        return y * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "momentum": self.momentum}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassProjection(keras.layers.Layer):
+    """Projection discriminator term `<embed(y), h>` (Miyato & Koyama 2018). Inputs `[h (N, C), label (N,)]`."""
+
+    def __init__(self, n_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes = int(n_classes)
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(shape=(self.n_classes, input_shape[0][-1]),
+                                         initializer="glorot_uniform", name="embedding")
+
+    def call(self, inputs):
+        h, label = inputs
+        label = ops.cast(ops.reshape(label, (-1,)), "int32")
+        return ops.sum(ops.take(self.embedding, label, axis=0) * h, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GlobalSumPool(keras.layers.Layer):
+    """Sum over H and W (SNGAN/BigGAN discriminators pool by sum, not mean)."""
+
+    def call(self, x):
+        return ops.sum(x, axis=(1, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])

@@ -1,0 +1,110 @@
+"""Generator and discriminator builders, chosen by name: `reference` and `sngan`.
+
+Every generator takes `[z float32 (N, latent_dim), label int32 (N,)]` and returns float32
+`(N, size, size, 1)` in [-1, 1]. Discriminators take `[image (N, size, size, 1), label int32 (N,)]`;
+`reference` returns a probability (N, 1) as in the notebook, `sngan` returns
+`[score (N, 1) unbounded, class_logits (N, n_classes)]` (hinge loss + auxiliary class loss).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from core.gan.layers import ClassProjection, ConditionalBatchNorm, GlobalSumPool, SNConv2D, SNDense
+
+
+def _inputs(latent_dim: int):
+    z = keras.Input(shape=(latent_dim,), dtype="float32", name="z")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    return z, label
+
+
+def reference_generator(n_classes: int, latent_dim: int = 100) -> keras.Model:
+    """The notebook generator, layer for layer (issue 3): 8x8 -> four stride-2 transposed convs -> 16x16 conv."""
+    z, label = _inputs(latent_dim)
+    y = layers.Embedding(n_classes, 50)(label)
+    y = layers.Dense(8 * 8 * 64)(y)
+    y = layers.Reshape((8, 8, 64))(y)
+    x = layers.Dense(8 * 8 * 128)(z)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Reshape((8, 8, 128))(x)
+    x = layers.Concatenate()([x, y])
+    for _ in range(4):
+        x = layers.Conv2DTranspose(128, 4, strides=2, padding="same")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    out = layers.Conv2D(1, 16, padding="same", activation="tanh", dtype="float32", name="to_image")(x)
+    return keras.Model([z, label], out, name="reference_generator")
+
+
+def reference_discriminator(n_classes: int, size: int = 128) -> keras.Model:
+    """The notebook discriminator: label as a second image channel, four 5x5 stride-2 convs, sigmoid."""
+    image = keras.Input(shape=(size, size, 1), name="image")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    y = layers.Embedding(n_classes, 50)(label)
+    y = layers.Dense(size * size)(y)
+    y = layers.Reshape((size, size, 1))(y)
+    x = layers.Concatenate()([image, y])
+    for _ in range(4):
+        x = layers.Conv2D(128, 5, strides=2, padding="same")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.4)(x)
+    out = layers.Dense(1, activation="sigmoid", dtype="float32")(x)
+    return keras.Model([image, label], out, name="reference_discriminator")
+
+
+def _blocks(size: int) -> int:
+    blocks = int(round(math.log2(size / 4)))
+    if 4 * 2 ** blocks != size:
+        raise ValueError(f"size must be 4 * a power of two, not {size}")
+    return blocks
+
+
+def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, channels: int = 32) -> keras.Model:
+    """4x4 seed, then per block: nearest upsample, 3x3 conv, class-conditional batch norm, ReLU.
+
+    The class enters twice: an embedding concatenated to z, and the scale/shift of every batch norm.
+    Width halves per block from min(8, 2**blocks) * channels down to `channels`.
+    """
+    blocks = _blocks(size)
+    z, label = _inputs(latent_dim)
+    width = [channels * min(8, 2 ** (blocks - i)) for i in range(blocks + 1)]
+    h = layers.Concatenate()([z, layers.Embedding(n_classes, 32, name="class_embedding")(label)])
+    h = layers.Dense(4 * 4 * width[0], use_bias=False)(h)
+    h = layers.Reshape((4, 4, width[0]))(h)
+    h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
+    for i in range(1, blocks + 1):
+        h = layers.UpSampling2D(2)(h)
+        h = layers.Conv2D(width[i], 3, padding="same", use_bias=False)(h)
+        h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
+    out = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32", name="to_image")(h)
+    return keras.Model([z, label], out, name="sngan_generator")
+
+
+def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> keras.Model:
+    """Spectral-norm convs down to 4x4, sum pooling, then a projection score and an auxiliary class head."""
+    blocks = _blocks(size)
+    image = keras.Input(shape=(size, size, 1), name="image")
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    h = layers.LeakyReLU(0.2)(SNConv2D(channels // 2, 3)(image))
+    for i in range(blocks):
+        h = SNConv2D(channels * min(8, 2 ** i), 4, strides=2)(h)
+        h = layers.LeakyReLU(0.2)(h)
+    h = layers.LeakyReLU(0.2)(SNConv2D(channels * 8, 3)(h))
+    h = GlobalSumPool()(h)
+    h = layers.Activation("linear", dtype="float32")(h)
+    score = layers.Add(dtype="float32")([SNDense(1, dtype="float32")(h), ClassProjection(n_classes, dtype="float32")([h, label])])
+    logits = SNDense(n_classes, dtype="float32", name="class_logits")(h)
+    return keras.Model([image, label], [score, logits], name="sngan_discriminator")
+
+
+def build_models(arch: str, n_classes: int, size: int, latent_dim: int, channels: int):
+    """(generator, discriminator) for the named architecture."""
+    if arch == "reference":
+        return reference_generator(n_classes, latent_dim), reference_discriminator(n_classes, size)
+    if arch == "sngan":
+        return (sngan_generator(n_classes, size, latent_dim, channels),
+                sngan_discriminator(n_classes, size, channels))
+    raise ValueError(f"unknown architecture {arch!r}")

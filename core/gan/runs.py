@@ -1,0 +1,111 @@
+"""Run folder layout and atomic file writes.
+
+    RUN/config.json          the TrainConfig
+    RUN/metrics.jsonl        one JSON object per logging step
+    RUN/checkpoints/*.npz    full training state (weights, EMA, optimizers, step), written atomically
+    RUN/samples/step_XXXXXXX.png
+    RUN/generator.keras      the EMA generator, loads with safe_mode=True
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import UserError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, then rename: readers see the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def generator(self) -> Path:
+        return self.root / "generator.keras"
+
+    @property
+    def prepared(self) -> Path:
+        """Where `train --data DIR` prepares its cache."""
+        return self.root / "cache"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:07d}.npz"
+
+    def sample(self, step: int) -> Path:
+        return self.samples / f"step_{step:07d}.png"
+
+    def make(self) -> None:
+        """Create the folders; an unwritable place is a UserError naming it."""
+        try:
+            for folder in (self.root, self.checkpoints, self.samples):
+                folder.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write_test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(f"{self.root}: cannot write the run folder ({error.strerror or error})") from error
+
+    def latest_checkpoint(self) -> Path | None:
+        found = sorted(self.checkpoints.glob("step_*.npz")) if self.checkpoints.is_dir() else []
+        return found[-1] if found else None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All rows of a metrics.jsonl (an unreadable trailing line from a crash is ignored)."""
+    if not Path(path).exists():
+        return []
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def truncate_metrics(path: Path, after_step: int) -> None:
+    """Keep only rows up to `after_step`: a resumed run rewrites what happened after its checkpoint."""
+    rows = [row for row in read_metrics(path) if row.get("step", 0) <= after_step]
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def append_metrics(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")

@@ -1,0 +1,211 @@
+"""The training loop as a specification: both networks learn, runs resume exactly, stop and NaN are safe,
+checkpoints are atomic, bad input is a UserError. Tiny models (32 px, 8 channels) on synthetic arrays."""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from core.gan.config import TrainConfig
+from core.gan.data import TrainingData, sample_indices
+from core.gan.runs import atomic_write_bytes, read_metrics
+from core.gan.trainer import TrainCallback, TrainingDiverged, train
+from core.jobs import Job
+
+REQUIRED_COLUMNS = {"step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake",
+                    "images_per_s", "elapsed_s"}
+
+
+def synthetic_data(n_per_class=6, classes=("Atelectasis", "Effusion", "Nodule"), size=32) -> TrainingData:
+    """Class k is a bright bar at a class-specific height on noise: easy to tell apart, cheap to make."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for k in range(len(classes)):
+        for _ in range(n_per_class):
+            image = rng.integers(0, 60, (size, size), dtype=np.uint8)
+            row = (k + 1) * size // (len(classes) + 1)
+            image[row - 2:row + 2] = 220
+            images.append(image)
+            labels.append(k)
+    return TrainingData(np.stack(images), np.array(labels, np.int32), list(classes), source="synthetic")
+
+
+def tiny_config(run, **overrides) -> TrainConfig:
+    values = dict(run=str(run), size=32, batch=6, steps=4, channels=8, latent_dim=16, log_every=1,
+                  checkpoint_every=100, seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class Recorder(TrainCallback):
+    def __init__(self):
+        self.rows, self.samples, self.logs = [], [], []
+
+    def on_metrics(self, row):
+        self.rows.append(row)
+
+    def on_samples(self, step, grid, path):
+        self.samples.append((step, grid.shape, path))
+
+    def on_log(self, text):
+        self.logs.append(text)
+
+
+def _weights(path):
+    return keras.models.load_model(path, safe_mode=True).get_weights()
+
+
+def test_a_run_writes_config_metrics_samples_checkpoint_and_generator(tmp_path):
+    recorder = Recorder()
+    summary = train(tiny_config(tmp_path / "run"), callbacks=[recorder], data=synthetic_data())
+    run = tmp_path / "run"
+    assert summary.step == 4 and not summary.stopped
+    assert json.loads((run / "config.json").read_text())["arch"] == "sngan"
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows == recorder.rows
+    assert REQUIRED_COLUMNS <= set(rows[0])
+    assert (run / "checkpoints" / "step_0000004.npz").exists()
+    step, shape, path = recorder.samples[-1]
+    assert path == run / "samples" / "step_0000004.png" and path.exists()
+    assert shape[0] == 3 * 32 and shape[1] > 8 * 32       # one row per class, plus a name margin
+    generator = keras.models.load_model(run / "generator.keras", safe_mode=True)
+    out = generator.predict([np.zeros((2, 16), np.float32), np.array([0, 2], np.int32)], verbose=0)
+    assert out.shape == (2, 32, 32, 1) and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    data = synthetic_data()
+    train(tiny_config(tmp_path / "straight", steps=4), data=data)
+    train(tiny_config(tmp_path / "split", steps=2), data=data)
+    summary = train(tiny_config(tmp_path / "split", steps=4, resume=True), data=data)
+    assert summary.step == 4
+    for a, b in zip(_weights(tmp_path / "straight" / "generator.keras"),
+                    _weights(tmp_path / "split" / "generator.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    split = read_metrics(tmp_path / "split" / "metrics.jsonl")
+    assert [r["step"] for r in split] == [1, 2, 3, 4]
+    assert [r["g_loss"] for r in split] == pytest.approx([r["g_loss"] for r in straight], rel=1e-3)
+
+
+def test_stop_request_ends_after_the_current_step_and_saves(tmp_path):
+    job = Job()
+
+    class StopAtTwo(TrainCallback):
+        def on_metrics(self, row):
+            if row["step"] == 2:
+                job.request_stop()
+
+    summary = train(tiny_config(tmp_path / "run", steps=50), job=job, callbacks=[StopAtTwo()],
+                    data=synthetic_data())
+    assert summary.stopped and summary.step == 2
+    assert (tmp_path / "run" / "checkpoints" / "step_0000002.npz").exists()
+    assert (tmp_path / "run" / "generator.keras").exists()
+
+
+def test_nan_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from core.gan.engine import GanEngine
+
+    real_step = GanEngine.train_step
+
+    def poisoned(self, inputs, step):
+        values = real_step(self, inputs, step)
+        return {**values, "g_loss": float("nan")} if step >= 3 else values
+
+    monkeypatch.setattr(GanEngine, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 4.*step_0000002"):
+        train(tiny_config(tmp_path / "run", steps=6, checkpoint_every=2), data=synthetic_data())
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.npz")) == ["step_0000002.npz"]
+    assert not (tmp_path / "run" / "generator.keras").exists()
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "step_0000001.npz"
+    target.write_bytes(b"good")
+    import os
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["step_0000001.npz"]
+
+
+def test_balanced_sampling_gives_every_class_its_share():
+    by_class = [np.arange(0, 50), np.arange(50, 52), np.arange(52, 60)]
+    rows = sample_indices(by_class, 60, 30, balanced=True, key=(0, 0, 7))
+    counts = np.bincount(np.searchsorted([50, 52], rows, side="right"), minlength=3)
+    assert counts.tolist() == [10, 10, 10]
+    np.testing.assert_array_equal(rows, sample_indices(by_class, 60, 30, balanced=True, key=(0, 0, 7)))
+
+
+@pytest.mark.parametrize("data, problem", [
+    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["Only"]), "at least 2 classes"),
+    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["A", "B"]), "no training images for class.*B"),
+    (TrainingData(np.zeros((4, 32, 32), np.uint8), np.array([0, 1, 0, 1], np.int32), ["A", "B"]), "larger than the 4"),
+    (TrainingData(np.zeros((8, 64, 64), np.uint8), np.array([0, 1] * 4, np.int32), ["A", "B"]), "64 px but --size is 32"),
+])
+def test_unusable_data_is_a_user_error(tmp_path, data, problem):
+    with pytest.raises(UserError, match=problem):
+        train(tiny_config(tmp_path / "run"), data=data)
+
+
+def test_unwritable_run_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write the run folder"):
+        train(tiny_config(blocker / "run"), data=synthetic_data())
+
+
+def test_resume_refuses_a_different_config_and_a_new_run_refuses_an_old_folder(tmp_path):
+    data = synthetic_data()
+    train(tiny_config(tmp_path / "run", steps=1), data=data)
+    with pytest.raises(UserError, match="different config.*lr_g"):
+        train(tiny_config(tmp_path / "run", steps=2, lr_g=1e-3, resume=True), data=data)
+    with pytest.raises(UserError, match="already holds a run"):
+        train(tiny_config(tmp_path / "run", steps=2), data=data)
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(tiny_config(tmp_path / "empty", resume=True), data=data)
+
+
+def test_corrupt_checkpoint_is_a_user_error_and_stays_on_disk(tmp_path):
+    data = synthetic_data()
+    train(tiny_config(tmp_path / "run", steps=1), data=data)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_0000001.npz"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(UserError, match="step_0000001.npz: corrupt"):
+        train(tiny_config(tmp_path / "run", steps=2, resume=True), data=data)
+    assert checkpoint.exists()
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    for overrides, problem in [({"arch": "gan"}, "--arch"), ({"size": 100}, "--size"),
+                               ({"augment": "rotate"}, "rotate"), ({"arch": "reference", "size": 64}, "128")]:
+        with pytest.raises(UserError, match=problem):
+            tiny_config(tmp_path / "run", **overrides).validate()
+
+
+@pytest.mark.parametrize("arch, size", [("sngan", 32), ("reference", 128)])
+def test_one_step_changes_every_weight_of_both_networks(arch, size):
+    """The notebook way under Keras 3 silently froze D; here every trainable variable of G and D moves."""
+    import tensorflow as tf
+
+    from core.gan.engine import GanEngine
+
+    config = TrainConfig(run="unused", arch=arch, size=size, batch=6, channels=8, latent_dim=16)
+    engine = GanEngine(config, n_classes=3)
+    real = 3 if arch == "reference" else 6
+    images = tf.constant(np.random.default_rng(0).integers(0, 255, (real, size, size), dtype=np.uint8))
+    labels = tf.constant(np.arange(real) % 3, tf.int32)
+    networks = {"G": engine.generator, "D": engine.discriminator}
+    before = {name: [v.numpy().copy() for v in net.trainable_variables] for name, net in networks.items()}
+    engine.train_step((images, labels), 0)
+    for name, net in networks.items():
+        frozen = [v.path for v, old in zip(net.trainable_variables, before[name]) if np.array_equal(v.numpy(), old)]
+        assert frozen == [], f"{name} variables not trained: {frozen}"
