@@ -171,7 +171,7 @@ def open_dataset(root: str | os.PathLike, job: Job | None = None, split_seed: in
     total = len(folders) + 3  # Data_Entry, each folder, boxes, split
 
     def before_folder(i: int, folder: str) -> None:
-        job.report(1 + i, total, f"listing {os.path.basename(folder)}")
+        job.report(1 + i, total, f"listing {os.path.relpath(folder, root)}")
         job.check()
 
     job.report(0, total, f"reading {entry_path.name}")
