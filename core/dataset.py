@@ -1,6 +1,6 @@
 """Open an NIH ChestX-ray14 dataset folder into one table (`open_dataset` -> `DatasetIndex`).
 
-What the real files look like is in `docs/../shared/NIH_FORMAT.md`; the readers here follow it:
+The readers follow the real ChestX-ray14 metadata files and their quirks:
 - Data_Entry (2017 or v2020 release, `.csv` or `.csv.gz`): header names contain commas inside brackets
   (`OriginalImage[Width,Height]`), so columns are located by position: the header is read once to find
   where each column starts and how many raw fields it spans, then every row is cut at those positions.
@@ -256,35 +256,32 @@ def _normalise_header(name: str) -> str:
 
 
 def _header_layout(path: Path, header: list[str]) -> tuple[dict[str, int], int]:
-    """Map each known column to the raw field where it starts; also return the raw field count.
+    """Map each table column to its field position in the data rows; also return the data field count.
 
-    Names with a comma inside brackets span several raw fields (`OriginalImage[Width`, `Height]`).
+    A name with a comma inside brackets (`OriginalImage[Width,Height]`) is split over several header
+    fields by a CSV reader, and its values fill one data field per part.
     """
+    known = {_normalise_header(name): columns for name, columns in _ENTRY_COLUMNS}
     while header and not header[-1].strip():
         header = header[:-1]
-    starts: dict[str, int] = {}
-    position = 0
+    layout: dict[str, int] = {}
+    position = field_count = 0
     while position < len(header):
         width = 1
         name = header[position]
         while "[" in name and "]" not in name and position + width < len(header):
             name += "," + header[position + width]
             width += 1
-        starts.setdefault(_normalise_header(name), position)
+        columns = known.get(_normalise_header(name))
+        if columns and columns[0] not in layout:
+            layout.update((column, field_count + offset) for offset, column in enumerate(columns))
+        field_count += len(columns) if columns else name.count(",") + 1
         position += width
-    layout = {}
-    missing = []
-    for name, columns in _ENTRY_COLUMNS:
-        start = starts.get(_normalise_header(name))
-        if start is None:
-            if name not in _OPTIONAL_ENTRY_COLUMNS:
-                missing.append(name)
-            continue
-        for offset, column in enumerate(columns):
-            layout[column] = start + offset
+    missing = [name for name, columns in _ENTRY_COLUMNS
+               if columns[0] not in layout and name not in _OPTIONAL_ENTRY_COLUMNS]
     if missing:
         raise DatasetError(f"{path.name}: missing required column(s): {', '.join(missing)}")
-    return layout, len(header)
+    return layout, field_count
 
 
 def _read_data_entry(path: Path, problems: list[str]) -> tuple[pd.DataFrame, np.ndarray]:

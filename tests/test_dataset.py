@@ -218,6 +218,13 @@ def test_columns_are_found_by_header_position_even_when_reordered(tmp_path):
         "00000007_000.png", 7, 1000, 0.2)
 
 
+def test_a_quoted_bracket_header_still_spans_two_data_fields(tmp_path):
+    header = HEADER.replace("OriginalImage[Width,Height]", '"OriginalImage[Width,Height]"')
+    index = open_dataset(write_entry(tmp_path / "nih", [ROW], header=header))
+    assert index.table[["orig_width", "spacing_y"]].iloc[0].tolist() == [1024, 0.143]
+    assert index.problems == []
+
+
 def test_image_names_with_separators_or_dotdot_are_rejected_and_never_opened(tmp_path):
     rows = [ROW, "../evil.png,Mass,0,2,58,M,PA,1,1,1,1", "sub/x.png,Mass,0,3,58,M,PA,1,1,1,1",
             "a\\b.png,Mass,0,4,58,M,PA,1,1,1,1"]
