@@ -33,7 +33,7 @@ import numpy as np
 
 from core.errors import UserError
 from core.evaluator import ClassifierConfig, Embedder, accuracy_per_class, cached_classifier
-from core.export import run_cache_path
+from core.export import resolve_real_cache
 from core.generate import Generator, load_generator
 from core.jobs import Job
 
@@ -47,7 +47,7 @@ _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 @dataclass
 class EvaluateConfig:
     run: str
-    data: str = ""            # prepared cache; "" = the run's own cache
+    data: str = ""            # prepared cache or NIH dataset folder; "" = the run's own cache
     n: int = 500              # generated images per class
     seed: int = 0
     classifier_steps: int = 400
@@ -224,8 +224,7 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     run_dir = generator.run_dir
     out = Path(config.out) if config.out else run_dir / "evaluation"
     if real is None:
-        data = Path(config.data) if config.data else run_cache_path(run_dir, generator.config)
-        real = open_real_data(data, generator.classes, generator.size)
+        real = open_real_data(resolve_real_cache(config.data, generator, job), generator.classes, generator.size)
     classes, k = generator.classes, len(generator.classes)
     train_x, train_y = real.part("train")
     test_x, test_y = real.held_out()

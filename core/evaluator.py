@@ -90,10 +90,8 @@ class Embedder:
 
     def __init__(self, model: Any, batch: int = 256):
         import keras
-        import tensorflow as tf
 
-        both = keras.Model(model.inputs, [model.output, model.get_layer(FEATURES_LAYER).output])
-        self._run = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+        self._both = keras.Model(model.inputs, [model.output, model.get_layer(FEATURES_LAYER).output])
         self.batch = batch
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +100,7 @@ class Embedder:
         probs, feats = [], []
         for start in range(0, len(images), self.batch):
             x = tf.convert_to_tensor(images[start:start + self.batch, ..., None], tf.uint8)
-            logits, features = self._run(tf.cast(x, tf.float32))
+            logits, features = self._both(tf.cast(x, tf.float32), training=False)
             probs.append(tf.nn.softmax(logits).numpy())
             feats.append(features.numpy())
         if not probs:

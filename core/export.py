@@ -56,7 +56,7 @@ class ExportConfig:
     seed: int = 0
     size: int = 0          # 0: the generator's own size
     force: bool = False    # replace an earlier export in `out`
-    data: str = ""         # prepared cache for age/sex/view; "" = the run's own cache
+    data: str = ""         # prepared cache or NIH dataset folder for age/sex/view; "" = the run's cache
     batch_size: int = 64
     threads: int = 2       # PNG encoders working while the next batch is generated
 
@@ -89,20 +89,23 @@ class Demographics:
     @classmethod
     def from_cache(cls, path: Path, classes: list[str]) -> "Demographics":
         """Training-split rows of a prepared cache whose age, sex and view are all known."""
+        import pandas as pd
+
         from core.cache import PreparedCache
 
         cache = PreparedCache.open(Path(path))
         meta = cache.meta.reset_index(drop=True)
         name_to_ours = {name: classes.index(name) if name in classes else -1 for name in cache.classes}
         ours = np.array([name_to_ours[cache.classes[int(i)]] for i in np.asarray(cache.labels)])
-        age = meta["age"].astype("Float64")
-        known = (np.asarray(cache.split) == "train") & age.notna().to_numpy() & meta["sex"].notna().to_numpy() \
-            & meta["view"].notna().to_numpy()
+        age = pd.to_numeric(meta["age"], errors="coerce")
+        sex, view = meta["sex"].fillna("").astype(str), meta["view"].fillna("").astype(str)
+        known = (np.asarray(cache.split) == "train") & age.notna().to_numpy() & (sex != "").to_numpy() \
+            & (view != "").to_numpy()
         if not known.any():
             raise UserError(f"{path}: no training image with age, sex and view to draw demographics from")
-        ids = np.asarray(meta["patient_id"].astype("Float64").fillna(0).to_numpy(), dtype=np.int64)
-        return cls(age=age.to_numpy()[known].astype(int), sex=meta["sex"].to_numpy()[known],
-                   view=meta["view"].to_numpy()[known], labels=ours[known],
+        ids = pd.to_numeric(meta["patient_id"], errors="coerce").fillna(0).to_numpy(np.int64)
+        return cls(age=age.to_numpy()[known].astype(int), sex=sex.to_numpy()[known],
+                   view=view.to_numpy()[known], labels=ours[known],
                    max_patient_id=int(ids.max()) if ids.size else 0)
 
 
@@ -234,6 +237,25 @@ def run_cache_path(run_dir: Path, config: dict) -> Path:
                     "pass the prepared cache with --data")
 
 
+def resolve_real_cache(data: str, generator: Generator, job: Job | None = None) -> Path:
+    """The prepared cache of real images for a generator: `data` may be a prepared cache, an NIH dataset
+    folder (prepared at the generator's size and classes into RUN/evaluation/real_cache_<size>), or ""
+    for the cache the run trained on."""
+    if not data:
+        return run_cache_path(generator.run_dir, generator.config)
+    path = Path(data)
+    if (path / "cache.json").is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"--data {data}: no such folder")
+    from core.cache import PrepareConfig, prepare
+
+    out = generator.run_dir / "evaluation" / f"real_cache_{generator.size}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config = PrepareConfig(data=str(path), out=str(out), classes=tuple(generator.classes), size=generator.size)
+    return prepare(config, job).path
+
+
 def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demographics: Demographics, size: int):
     """The export plan: one dict per image (name, class, label, latent seed, CSV fields), in order."""
     rng = np.random.default_rng(seed)
@@ -325,8 +347,7 @@ def export(config: ExportConfig, job: Job | None = None, demographics: Demograph
     if not 8 <= size <= 4096:
         raise UserError(f"--size must be between 8 and 4096 pixels, not {size}")
     if demographics is None:
-        cache = Path(config.data) if config.data else run_cache_path(generator.run_dir, generator.config)
-        demographics = Demographics.from_cache(cache, generator.classes)
+        demographics = Demographics.from_cache(resolve_real_cache(config.data, generator, job), generator.classes)
     rows = plan_rows(generator, counts, config.seed, demographics, size)
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     (tmp / IMAGES_DIR).mkdir(parents=True)

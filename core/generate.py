@@ -157,6 +157,24 @@ def _check_signature(model: Any, path: Path, latent_dim: int, size: int) -> None
         raise refuse(f"output shape {shapes}, expected (None, {size}, {size}, 1)")
 
 
+def _run_classes(run_dir: Path, config: dict, config_path: Path) -> list[str]:
+    """Class names in label order: config.json 'classes', else the classes of the cache the run trained on."""
+    classes = config.get("classes")
+    if classes is None:
+        from core.cache import CacheError, PreparedCache
+
+        for cache in ([Path(config["cache"])] if config.get("cache") else []) + [run_dir / "cache"]:
+            try:
+                classes = PreparedCache.open(cache).classes
+                break
+            except CacheError:
+                continue
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise GeneratorError(f"{config_path}: no list of class names, neither as 'classes' nor from the "
+                             "run's prepared cache")
+    return list(classes)
+
+
 def _config_int(config: dict, key: str, path: Path) -> int:
     value = config.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -173,9 +191,7 @@ def load_generator(run_dir, batch_size: int = DEFAULT_BATCH) -> Generator:
     config_path = run_dir / CONFIG_FILE
     latent_dim = _config_int(config, "latent_dim", config_path)
     size = _config_int(config, "size", config_path)
-    classes = config.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise GeneratorError(f"{config_path}: 'classes' must be a non-empty list of class names")
+    classes = _run_classes(run_dir, config, config_path)
     path = run_dir / MODEL_FILE
     if not path.is_file():
         raise GeneratorError(f"{path}: missing; has this run saved a generator yet?")

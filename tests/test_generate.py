@@ -40,16 +40,18 @@ def toy_real_data(per_class: int, size: int = 32, n_classes: int = 3, seed: int 
 
 def write_toy_run(run_dir, kind: str = "follows", size: int = 32, latent_dim: int = 8,
                   classes=TOY_CLASSES, copies=None):
-    """Write a run folder whose generator.keras `follows` its label, `ignores` it, or `copies` the
-    given uint8 images (one per class, z has no effect: perfect memorisation and mode collapse)."""
+    """Write a run folder whose generator.keras `follows` its label, `mislabels` (draws the next class's
+    picture), `ignores` its label, or `copies` the given uint8 images (one per class, z has no effect:
+    perfect memorisation and mode collapse)."""
     import keras
 
     n = len(classes)
     z = keras.Input((latent_dim,), name="z")
     label = keras.Input((), dtype="int32", name="label")
     patterns = np.stack([toy_pattern(c, size).ravel() for c in range(n)])
-    if kind == "follows":
-        drawn = keras.layers.Embedding(n, size * size, weights=[patterns])(label)
+    if kind in ("follows", "mislabels"):
+        table = patterns if kind == "follows" else np.roll(patterns, -1, axis=0)
+        drawn = keras.layers.Embedding(n, size * size, weights=[table])(label)
         noise = keras.layers.Dense(size * size, kernel_initializer=keras.initializers.RandomNormal(0, 0.1, seed=1))(z)
         flat = keras.layers.Add()([drawn, noise])
     elif kind == "ignores":
