@@ -101,3 +101,18 @@ def test_nearest_distance_finds_the_exact_copy():
     images, _, _ = toy_real_data(per_class=5, size=32)
     distance, index = nearest_distances(images[[7, 2]], images)
     assert list(index) == [7, 2] and distance.max() < 1e-3
+
+
+def test_evaluate_command_prepares_the_real_data_and_prints_the_report(demo_root, tmp_path, capsys):
+    from core.cli import main
+    from core.labels import DEFAULT_CLASSES
+
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    code = main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--steps", "20", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == list(DEFAULT_CLASSES) and report["n_per_class"] == 6
+    assert (run / "evaluation" / "report.json").is_file()
+    assert main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--steps", "20"]) == 0
+    table = capsys.readouterr().out
+    assert "cond acc" in table and "Pneumothorax" in table

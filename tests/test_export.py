@@ -166,3 +166,30 @@ def test_an_unknown_class_is_a_user_error(toy_run, tmp_path):
     with pytest.raises(UserError, match="Hernia"):
         export(ExportConfig(run=str(toy_run), out=str(tmp_path / "o"), counts={"Hernia": 1}),
                demographics=_demographics())
+
+
+def test_generate_command_exports_with_demographics_from_a_real_dataset(demo_root, tmp_path, capsys):
+    from core.cli import main
+    from core.labels import DEFAULT_CLASSES
+
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    out = tmp_path / "export"
+    code = main(["generate", "--run", str(run), "--out", str(out), "--per-class", "2", "--data", str(demo_root),
+                 "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 2 * len(DEFAULT_CLASSES)
+    rows = _rows(out)
+    assert sorted({r[1] for r in rows}) == sorted(DEFAULT_CLASSES)
+    assert all(r[4].isdigit() and 0 < int(r[4]) < 120 and r[5] in ("M", "F") and r[6] in ("PA", "AP") for r in rows)
+    assert main(["generate", "--run", str(run), "--out", str(out), "--per-class", "1", "--data", str(demo_root)]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_generate_command_refuses_a_file_that_is_not_a_generator(tmp_path, capsys):
+    from core.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps({"size": 32, "latent_dim": 8, "classes": ["Mass"]}))
+    (tmp_path / "generator.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "o"), "--per-class", "1"]) == 2
+    assert "generator.keras" in capsys.readouterr().err
