@@ -74,6 +74,10 @@ def test_a_run_writes_config_metrics_samples_checkpoint_and_generator(tmp_path):
     generator = keras.models.load_model(run / "generator.keras", safe_mode=True)
     out = generator.predict([np.zeros((2, 16), np.float32), np.array([0, 2], np.int32)], verbose=0)
     assert out.shape == (2, 32, 32, 1) and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+    from core.generate import load_generator
+
+    loaded = load_generator(run)                         # the export side reads the same run folder
+    assert loaded.classes == ["Atelectasis", "Effusion", "Nodule"] and loaded.latent_dim == 16
 
 
 def test_resume_continues_the_same_run(tmp_path):

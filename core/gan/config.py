@@ -1,7 +1,7 @@
 """`TrainConfig`: everything that defines a training run, one dataclass for the CLI, the GUI form and tests.
 
 Each field carries `metadata={"help": ...}` (and `choices` where the value is one of a few) so the GUI
-can build its form from `fields(TrainConfig)`. The config is written to the run folder as
+can build its form from `fields(TrainConfig)`; fields with `metadata["form"] is False` are not options. The config is written to the run folder as
 `config.json`; resuming compares the saved config with the new one on the fields that change the
 run (`RUN_DEFINING`), so a resumed run continues the same experiment.
 """
@@ -22,7 +22,7 @@ AUGMENTATIONS = ("translation", "cutout", "color")
 
 # Fields that may change between a run and its resume (how long, how often, how fast, where from).
 RESUMABLE_CHANGES = frozenset({"steps", "epochs", "resume", "threads", "log_every", "sample_every",
-                               "checkpoint_every", "cache", "data", "strategy", "xla"})
+                               "checkpoint_every", "cache", "strategy", "xla"})
 
 
 def _f(default, help_text: str, **extra):
@@ -67,6 +67,9 @@ class TrainConfig:
     sample_every: int = _f(0, "Save a sample grid every this many steps (0 = once per epoch).")
     checkpoint_every: int = _f(500, "Save a checkpoint every this many steps (and always at the end).")
     resume: bool = _f(False, "Continue the run in the run folder from its last checkpoint.")
+    classes: list = field(default_factory=list, metadata={
+        "help": "Class names in label order. Filled in from the training data (not a form field); "
+                "generator.keras label k means classes[k].", "form": False})
 
     def validate(self) -> None:
         """Raise UserError naming the option if a value cannot work."""

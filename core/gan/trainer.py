@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -216,6 +216,9 @@ def train(config: TrainConfig, job: Job | None = None, callbacks: Iterable[Train
             raise UserError("train: --cache (a prepared cache folder) is required")
         data = open_cache(config.cache)
     data.validate(config.size, config.batch)
+    if config.classes and list(config.classes) != list(data.classes):
+        raise UserError(f"{data.source}: classes {data.classes} differ from the config's {config.classes}")
+    config = replace(config, classes=list(data.classes))
     run = _Run(config, data, job, callbacks)
     run.prepare_folder()
     if note:
