@@ -129,6 +129,31 @@ def augment_bench(config: AugmentBenchConfig, job: Job | None = None, real: Real
     return report
 
 
+def report_table(report: dict) -> tuple[list[str], list[list]]:
+    """Per class and mean: accuracy and AUC of both arms as 'mean +- std' text, for the CLI and the GUI."""
+    real, mixed = report["real"], report["real_plus_synthetic"]
+
+    def cell(mean, std):
+        return "-" if mean is None else f"{mean:.3f} +- {std:.3f}"
+
+    header = ["class", "acc real", "acc real+syn", "AUC real", "AUC real+syn"]
+    rows = [[c, cell(real["per_class"][c]["accuracy"], real["per_class"][c]["accuracy_std"]),
+             cell(mixed["per_class"][c]["accuracy"], mixed["per_class"][c]["accuracy_std"]),
+             cell(real["per_class"][c]["auc"], real["per_class"][c]["auc_std"]),
+             cell(mixed["per_class"][c]["auc"], mixed["per_class"][c]["auc_std"])] for c in report["classes"]]
+    rows.append(["mean", cell(real["mean_accuracy"], real["mean_accuracy_std"]),
+                 cell(mixed["mean_accuracy"], mixed["mean_accuracy_std"]),
+                 cell(real["mean_auc"], real["mean_auc_std"]), cell(mixed["mean_auc"], mixed["mean_auc_std"])])
+    return header, rows
+
+
+def gain_text(report: dict) -> str:
+    acc, auc = report["gain"]["mean_accuracy"], report["gain"]["mean_auc"]
+    return (f"gain over {report['config']['seeds']} seed(s): mean accuracy {acc['mean']:+.3f} +- {acc['std']:.3f}, "
+            f"mean AUC {auc['mean']:+.3f} +- {auc['std']:.3f} "
+            f"({report['config']['synthetic_per_class']} synthetic images per class)")
+
+
 def _write(out: Path, report: dict) -> None:
     import cv2
 

@@ -303,6 +303,19 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     return report
 
 
+def report_table(report: dict) -> tuple[list[str], list[list]]:
+    """The headline numbers, one row per class plus 'overall': for the CLI table and the GUI."""
+    header = ["class", "eval acc", "cond acc", "FD", "FD real", "KID", "MS-SSIM gen", "MS-SSIM real", "copies"]
+    ev, cond, fd, kid = report["evaluator"], report["conditional_accuracy"], report["frechet_distance"], report["kid"]
+    ssim, memo = report["ms_ssim"], report["memorisation"]
+    rows = [[c, ev["per_class"][c], cond["per_class"][c], fd["per_class"][c], fd["real_held_out_per_class"][c],
+             kid["per_class"][c], ssim["generated_per_class"][c], ssim["real_per_class"][c],
+             memo["flagged_per_class"][c]] for c in report["classes"]]
+    rows.append(["overall", ev["held_out_accuracy"], cond["mean"], fd["overall"], fd["real_held_out_overall"],
+                 kid["overall"], ssim["generated_mean"], ssim["real_mean"], memo["flagged"]])
+    return header, rows
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 

@@ -13,37 +13,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
-def format_report(report: dict) -> str:
-    """The headline numbers as an aligned table, one row per class."""
-    classes = report["classes"]
-    rows = [("class", "eval acc", "cond acc", "FD", "FD real", "KID", "MS-SSIM gen", "MS-SSIM real", "copies")]
-    for c in classes:
-        rows.append((c, report["evaluator"]["per_class"][c], report["conditional_accuracy"]["per_class"][c],
-                     report["frechet_distance"]["per_class"][c], report["frechet_distance"]["real_held_out_per_class"][c],
-                     report["kid"]["per_class"][c], report["ms_ssim"]["generated_per_class"][c],
-                     report["ms_ssim"]["real_per_class"][c], report["memorisation"]["flagged_per_class"][c]))
-    rows.append(("overall", report["evaluator"]["held_out_accuracy"], report["conditional_accuracy"]["mean"],
-                 report["frechet_distance"]["overall"], report["frechet_distance"]["real_held_out_overall"],
-                 report["kid"]["overall"], report["ms_ssim"]["generated_mean"], report["ms_ssim"]["real_mean"],
-                 report["memorisation"]["flagged"]))
-    text = [[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in text) for i in range(len(text[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             for r in text]
-    lines.append(f"chance conditional accuracy {report['conditional_accuracy']['chance']:.3f}; "
-                 f"{report['memorisation']['flagged']} near-copies of training images; plots in "
-                 f"{report['run']}/evaluation")
-    return "\n".join(lines)
+def aligned(header: list[str], rows: list[list]) -> str:
+    """A plain-text table: first column left-aligned, numbers to 3 decimals, None as '-'."""
+    text = [header] + [[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row]
+                       for row in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths))) for row in text)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.evaluate import EvaluateConfig, evaluate
+    from core.evaluate import EvaluateConfig, evaluate, report_table
     from core.jobs import Job
     from core.terminal import ProgressBar
 
     config = EvaluateConfig(run=args.run, data=args.data, n=args.n, seed=args.seed, classifier_steps=args.steps)
     report = evaluate(config, job=Job(ProgressBar("evaluate")))
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(aligned(*report_table(report)))
+        print(f"chance conditional accuracy {report['conditional_accuracy']['chance']:.3f}; "
+              f"{report['memorisation']['flagged']} near-copies of training images; "
+              f"report and plots in {report['run']}/evaluation")
     return 0

@@ -1,0 +1,64 @@
+"""The Evaluate tab runs core's evaluation in a worker and shows its numbers and plots."""
+from __future__ import annotations
+
+import pytest
+
+from app.evaluate_panel import EvaluatePanel
+from core.labels import DEFAULT_CLASSES
+from tests.test_generate import write_toy_run
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = EvaluatePanel()
+    qtbot.addWidget(widget)
+    return widget
+
+
+def _wait_idle(qtbot, panel):
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=120_000)
+
+
+def test_evaluating_a_run_shows_the_numbers_and_plots_and_they_come_back_on_reopening(qtbot, panel, demo_root,
+                                                                                       tmp_path):
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    panel.set_run(run)
+    panel.set_dataset(demo_root)
+    panel.n_spin.setValue(4)
+    panel.steps_spin.setValue(10)
+    with qtbot.waitSignal(panel.report_ready, timeout=120_000):
+        panel.evaluate_button.click()
+        assert not panel.evaluate_button.isEnabled() and panel.stop_button.isEnabled()
+    _wait_idle(qtbot, panel)
+    assert panel.table.rowCount() == len(DEFAULT_CLASSES) + 1
+    assert panel.table.item(len(DEFAULT_CLASSES), 0).text() == "overall"
+    assert not panel.plots["confusion"].pixmap().isNull()
+    assert "Conditional accuracy" in panel.summary.text()
+    assert panel.evaluate_button.isEnabled() and not panel.stop_button.isEnabled()
+
+    reopened = EvaluatePanel()
+    qtbot.addWidget(reopened)
+    reopened.set_run(run)
+    assert reopened.table.rowCount() == len(DEFAULT_CLASSES) + 1
+
+
+def test_a_folder_that_is_not_a_run_is_reported_in_one_line(qtbot, panel, tmp_path):
+    panel.set_run(tmp_path / "nothing here")
+    with qtbot.waitSignal(panel.error, timeout=60_000) as blocker:
+        panel.evaluate_button.click()
+    _wait_idle(qtbot, panel)
+    assert "nothing here" in blocker.args[0] and "\n" not in blocker.args[0]
+    assert panel.status.text() == blocker.args[0]
+
+
+def test_stop_ends_a_running_evaluation(qtbot, panel, demo_root, tmp_path):
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    panel.set_run(run)
+    panel.set_dataset(demo_root)
+    panel.steps_spin.setValue(100_000)
+    panel.evaluate_button.click()
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=120_000)
+    panel.stop_button.click()
+    _wait_idle(qtbot, panel)
+    assert panel.status.text().endswith("stopped.")
+    assert not (run / "evaluation" / "report.json").exists()
