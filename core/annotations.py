@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from core.errors import UserError
@@ -201,14 +202,29 @@ class AnnotationStore:
     def all_boxes(self) -> dict[str, tuple[Box, ...]]:
         return dict(self._boxes)
 
-    def box_counts(self) -> dict[str, int]:
-        return {image: len(items) for image, items in self._boxes.items() if items}
+    def boxes_frame(self) -> pd.DataFrame:
+        """The current boxes as a DatasetIndex.boxes frame (image, label, x, y, w, h)."""
+        rows = [(image, b.label, b.x, b.y, b.w, b.h) for image, items in self._boxes.items() for b in items]
+        return pd.DataFrame(rows, columns=["image", "label", "x", "y", "w", "h"])
 
     def finding_labels(self, image: str) -> str:
         return self._labels.get(image, self._original_labels.get(image, ""))
 
     def edited_labels(self) -> dict[str, str]:
         return dict(self._labels)
+
+    def apply_to(self, index, images: Iterable[str] | None = None) -> None:
+        """Show the edits in a DatasetIndex: its boxes and n_boxes, and the Finding Labels (text and
+        multi-hot) of the edited images, or of `images` only after a single edit."""
+        index.replace_boxes(self.boxes_frame())
+        table = index.table
+        names = set(self._labels) if images is None else set(images)
+        rows = np.flatnonzero(table["image"].isin(names).to_numpy())
+        for row in rows:
+            cell = self.finding_labels(table["image"].iat[row])
+            table.iloc[row, table.columns.get_loc("finding_labels")] = cell
+            index.labels[row] = False
+            index.labels[row, [LABEL_INDEX[name] for name in cell.split("|") if name in LABEL_INDEX]] = True
 
     # ---- editing
     def _check_image(self, image: str) -> None:

@@ -1,0 +1,213 @@
+"""The image viewer: full-resolution image with window/level, zoom/pan, invert, fit, and editable boxes.
+
+pyqtgraph's `ImageView` gives the histogram/LUT (drag the levels to window the image). Boxes are
+`RectROI`s in image pixel coordinates (BBox_List convention); moving or resizing one, drawing a new
+one (draw mode: drag on the image) or deleting the selected one is reported as a signal; the window
+turns it into an undoable edit. The viewer itself never changes the annotation store.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+
+from core.annotations import Box
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+LABEL_COLOURS = {
+    "Atelectasis": "#f4a259", "Cardiomegaly": "#e15554", "Consolidation": "#c77dff", "Edema": "#4cc9f0",
+    "Effusion": "#3bb273", "Emphysema": "#a3b18a", "Fibrosis": "#e9c46a", "Hernia": "#ff99c8",
+    "Infiltration": "#7768ae", "Mass": "#ff595e", "Nodule": "#ffca3a", "Pleural_Thickening": "#8ac926",
+    "Pneumonia": "#1982c4", "Pneumothorax": "#6a4c93",
+}
+GREY = {"mode": "rgb", "ticks": [(0.0, (0, 0, 0, 255)), (1.0, (255, 255, 255, 255))]}
+INVERTED = {"mode": "rgb", "ticks": [(0.0, (255, 255, 255, 255)), (1.0, (0, 0, 0, 255))]}
+
+
+def colour_of(label: str) -> str:
+    return LABEL_COLOURS.get(label, "#ffffff")
+
+
+class DrawingViewBox(pg.ViewBox):
+    """A ViewBox that, in draw mode, turns a left-button drag into `box_drawn(rect)` instead of a pan."""
+
+    box_drawn = Signal(QRectF)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.draw_mode = False
+        self._rubber = pg.RectROI([0, 0], [1, 1], pen=pg.mkPen("#00e5ff", width=2, style=Qt.DashLine),
+                                  movable=False, resizable=False)
+        self._rubber.setVisible(False)
+        self.addItem(self._rubber, ignoreBounds=True)
+
+    def mouseDragEvent(self, ev, axis=None):
+        if not self.draw_mode or ev.button() != Qt.LeftButton:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        start = self.mapSceneToView(ev.buttonDownScenePos())
+        end = self.mapSceneToView(ev.scenePos())
+        rect = QRectF(start, end).normalized()
+        if ev.isFinish():
+            self._rubber.setVisible(False)
+            if rect.width() >= 2 and rect.height() >= 2:
+                self.box_drawn.emit(rect)
+            return
+        self._rubber.setPos(rect.topLeft(), update=False)
+        self._rubber.setSize(rect.size())
+        self._rubber.setVisible(True)
+
+
+class BoxItem(pg.RectROI):
+    """One editable box with its label drawn at its top-left corner."""
+
+    def __init__(self, index: int, box: Box, editable: bool):
+        colour = colour_of(box.label)
+        super().__init__([box.x, box.y], [box.w, box.h], pen=pg.mkPen(colour, width=2),
+                         hoverPen=pg.mkPen(colour, width=3), movable=editable, resizable=editable,
+                         rotatable=False)
+        self.index = index
+        self.label = box.label
+        if editable:
+            self.addScaleHandle([0, 0], [1, 1])
+        else:
+            for handle in self.getHandles():
+                self.removeHandle(handle)
+        self.setAcceptedMouseButtons(Qt.LeftButton)
+        self.text = pg.TextItem(box.label, color=colour, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 150))
+        self.text.setParentItem(self)
+
+    def set_selected(self, selected: bool) -> None:
+        colour = QColor(colour_of(self.label))
+        self.setPen(pg.mkPen(colour, width=4 if selected else 2, style=Qt.SolidLine if not selected else Qt.DashLine))
+
+    def to_box(self) -> Box:
+        pos, size = self.pos(), self.size()
+        x, y = pos.x(), pos.y()
+        w, h = size.x(), size.y()
+        return Box(self.label, round(min(x, x + w), 2), round(min(y, y + h), 2), round(abs(w), 2), round(abs(h), 2))
+
+
+class ImageViewer(QWidget):
+    """Shows one image and its boxes. Signals carry the user's intent in image pixel coordinates."""
+
+    box_drawn = Signal(QRectF)
+    box_changed = Signal(int, object)     # index, Box with the new geometry
+    box_selected = Signal(int)            # -1 when none
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.view_box = DrawingViewBox(lockAspect=True, invertY=True)
+        self.image_view = pg.ImageView(view=self.view_box)
+        self.image_view.ui.roiBtn.hide()
+        self.image_view.ui.menuBtn.hide()
+        self.image_view.ui.histogram.setMinimumWidth(110)
+        self.view_box.box_drawn.connect(self.box_drawn)
+        self.view_box.setMenuEnabled(False)
+        self.note = pg.TextItem("", color="#cfd8dc", anchor=(0.5, 0.5))
+        self.view_box.addItem(self.note, ignoreBounds=True)
+        self.items: list[BoxItem] = []
+        self.selected = -1
+        self.show_boxes = True
+        self.inverted = False
+        self._boxes: tuple[Box, ...] = ()
+        self._shape: tuple[int, int] | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.image_view)
+
+    # ---- image
+    def set_image(self, pixels: np.ndarray | None, message: str = "") -> None:
+        """Show `pixels` (uint8 H x W) keeping the zoom when the size is unchanged; None shows `message`."""
+        if pixels is None:
+            self.image_view.clear()
+            self._shape = None
+            self.note.setText(message)
+            self.note.setPos(0, 0)
+            self.note.setVisible(True)
+            return
+        self.note.setVisible(False)
+        same_size = self._shape == pixels.shape
+        self.image_view.setImage(pixels, autoRange=not same_size, autoLevels=True, levels=None)
+        self.image_view.setLevels(0, 255)
+        self._shape = pixels.shape
+
+    def fit(self) -> None:
+        self.view_box.autoRange(padding=0.02)
+
+    def set_inverted(self, inverted: bool) -> None:
+        self.inverted = inverted
+        self.image_view.ui.histogram.gradient.restoreState(INVERTED if inverted else GREY)
+
+    def reset_levels(self) -> None:
+        self.image_view.setLevels(0, 255)
+
+    # ---- boxes
+    def set_boxes(self, boxes: tuple[Box, ...], editable: bool = True) -> None:
+        for item in self.items:
+            self.view_box.removeItem(item)
+        self._boxes = tuple(boxes)
+        self.items = []
+        for index, box in enumerate(self._boxes):
+            item = BoxItem(index, box, editable)
+            item.setVisible(self.show_boxes)
+            item.sigRegionChangeFinished.connect(self._item_moved)
+            item.sigClicked.connect(lambda roi, _ev: self.select(roi.index))
+            item.sigRegionChangeStarted.connect(lambda roi: self.select(roi.index))
+            self.view_box.addItem(item)
+            self.items.append(item)
+        self.select(self.selected if self.selected < len(self.items) else -1)
+
+    def set_boxes_visible(self, visible: bool) -> None:
+        self.show_boxes = visible
+        for item in self.items:
+            item.setVisible(visible)
+
+    def select(self, index: int) -> None:
+        self.selected = index
+        for item in self.items:
+            item.set_selected(item.index == index)
+        self.box_selected.emit(index)
+
+    def _item_moved(self, item: BoxItem) -> None:
+        box = item.to_box()
+        if box.w > 0 and box.h > 0 and box != self._boxes[item.index]:
+            self.box_changed.emit(item.index, box)
+
+    def set_draw_mode(self, on: bool) -> None:
+        self.view_box.draw_mode = on
+        self.image_view.setCursor(Qt.CrossCursor if on else Qt.ArrowCursor)
+
+
+class MetadataPanel(QWidget):
+    """The selected row's metadata as a small form."""
+
+    FIELDS = (("image", "Image"), ("finding_labels", "Finding labels"), ("patient_id", "Patient"),
+              ("follow_up", "Follow-up"), ("age", "Age"), ("sex", "Sex"), ("view", "View"),
+              ("size", "Original size"), ("spacing", "Pixel spacing"), ("n_boxes", "Boxes"),
+              ("split", "Split"), ("path", "File"))
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.values: dict[str, QLabel] = {}
+        form = QFormLayout(self)
+        form.setContentsMargins(6, 6, 6, 6)
+        for key, title in self.FIELDS:
+            label = QLabel("")
+            label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            label.setWordWrap(True)
+            self.values[key] = label
+            form.addRow(f"{title}:", label)
+
+    def show_row(self, row: dict) -> None:
+        row = dict(row)
+        row["size"] = f"{row.get('orig_width', '')} x {row.get('orig_height', '')}"
+        row["spacing"] = f"{row.get('spacing_x', '')} x {row.get('spacing_y', '')}"
+        row["path"] = row.get("path") or "(file not found)"
+        for key, label in self.values.items():
+            value = row.get(key, "")
+            label.setText("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))
