@@ -59,6 +59,7 @@ class ExportConfig:
     data: str = ""         # prepared cache or NIH dataset folder for age/sex/view; "" = the run's cache
     batch_size: int = 64
     threads: int = 2       # PNG encoders working while the next batch is generated
+    precision: str = "saved"  # "bfloat16": faster compute on AMX/AVX512-BF16 CPUs (see core.generate)
 
 
 @dataclass
@@ -292,6 +293,7 @@ def _manifest(generator: Generator, config: ExportConfig, size: int, rows: list[
         "model": {"run": str(generator.run_dir.resolve()), "file": generator.model_path.name,
                   "sha256": generator.sha256, "run_config": generator.config},
         "seed": config.seed, "size": size, "generator_size": generator.size, "batch_size": generator.batch_size,
+        "precision": generator.precision,
         "counts": {name: n for name, n in config.counts.items()},
         "latent": "numpy.random.default_rng(latent_seed).standard_normal(latent_dim), float32",
         "images": [{"image": r["image"], "class": r["class"], "label": r["label"], "latent_seed": r["latent_seed"]}
@@ -341,7 +343,7 @@ def export(config: ExportConfig, job: Job | None = None, demographics: Demograph
     _check_target(out, config.force)
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: folder does not exist")
-    generator = generator or load_generator(config.run, batch_size=config.batch_size)
+    generator = generator or load_generator(config.run, batch_size=config.batch_size, precision=config.precision)
     counts = _resolve_counts(generator, config.counts)
     size = config.size or generator.size
     if not 8 <= size <= 4096:
@@ -374,9 +376,12 @@ def regenerate(export_dir, image_name: str, generator: Generator | None = None) 
     entry = next((e for e in manifest.get("images", []) if e.get("image") == image_name), None)
     if entry is None:
         raise UserError(f"{export_dir / MANIFEST_NAME}: no image named {image_name!r}")
-    generator = generator or load_generator(manifest["model"]["run"], batch_size=manifest["batch_size"])
-    if generator.batch_size != manifest["batch_size"]:
-        raise ValueError(f"regenerate needs a generator with batch_size={manifest['batch_size']}, as exported")
+    precision = manifest.get("precision", "saved")
+    generator = generator or load_generator(manifest["model"]["run"], batch_size=manifest["batch_size"],
+                                            precision=precision)
+    if (generator.batch_size, generator.precision) != (manifest["batch_size"], precision):
+        raise ValueError(f"regenerate needs a generator with batch_size={manifest['batch_size']} and "
+                         f"precision={precision!r}, as exported")
     if generator.sha256 != manifest["model"]["sha256"]:
         raise UserError(f"{generator.model_path}: not the model this export was made with (sha256 differs)")
     image = generator.generate([entry["label"]], [entry["latent_seed"]])

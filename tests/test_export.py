@@ -109,6 +109,22 @@ def test_one_image_regenerated_from_the_manifest_has_identical_pixels(exported):
         np.testing.assert_array_equal(regenerate(exported, entry["image"]), on_disk)
 
 
+def test_a_bfloat16_export_is_close_to_float32_and_regenerates_exactly(toy_run, tmp_path):
+    out = tmp_path / "bf16"
+    export(ExportConfig(run=str(toy_run), out=str(out), counts={"Mass": 3}, seed=3, precision="bfloat16"),
+           demographics=_demographics())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "bfloat16"
+    from core.generate import load_generator
+
+    full = load_generator(toy_run)
+    for entry in manifest["images"]:
+        on_disk = cv2.imread(str(out / "images" / entry["image"]), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(regenerate(out, entry["image"]), on_disk)
+        exact = full.generate([entry["label"]], [entry["latent_seed"]])[0]
+        assert np.abs(exact.astype(int) - on_disk).max() <= 8
+
+
 def test_a_cancelled_export_leaves_no_folder_and_no_debris(toy_run, tmp_path):
     job = Job(on_progress=lambda progress: job.request_stop(), min_interval=0.0)
     config = ExportConfig(run=str(toy_run), out=str(tmp_path / "out"), counts={"Mass": 100}, batch_size=16)
