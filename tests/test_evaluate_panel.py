@@ -42,6 +42,20 @@ def test_evaluating_a_run_shows_the_numbers_and_plots_and_they_come_back_on_reop
     assert reopened.table.rowCount() == len(DEFAULT_CLASSES) + 1
 
 
+def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, panel, demo_root, tmp_path):
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    panel.set_run(run)
+    panel.set_dataset(demo_root)
+    panel.seeds_spin.setValue(1)
+    panel.steps_spin.setValue(10)
+    panel.augment_button.click()
+    _wait_idle(qtbot, panel)
+    assert panel.status.text() == "Augmentation bench: done."
+    assert panel.augment_table.rowCount() == len(DEFAULT_CLASSES) + 1
+    assert "+-" in panel.augment_table.item(0, 1).text() and "gain over 1 seed" in panel.augment_summary.text()
+    assert not panel.plots["augment"].pixmap().isNull()
+
+
 def test_a_folder_that_is_not_a_run_is_reported_in_one_line(qtbot, panel, tmp_path):
     panel.set_run(tmp_path / "nothing here")
     with qtbot.waitSignal(panel.error, timeout=60_000) as blocker:
