@@ -51,3 +51,13 @@ def test_auc_is_one_for_a_perfect_ranking_and_a_half_for_ties():
     assert auc_one_vs_rest(perfect, labels, 2) == [1.0, 1.0]
     assert auc_one_vs_rest(np.full((4, 2), 0.5), labels, 2) == [0.5, 0.5]
     assert auc_one_vs_rest(perfect, np.zeros(4, int), 2) == [None, None]
+
+
+def test_augment_bench_command_prints_the_table_and_the_gain(demo_root, tmp_path, capsys):
+    from core.cli import main
+    from core.labels import DEFAULT_CLASSES
+
+    run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
+    assert main(["augment-bench", "--run", str(run), "--data", str(demo_root), "--seeds", "1", "--steps", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "acc real+syn" in out and "Pneumothorax" in out and "gain over 1 seed(s)" in out
