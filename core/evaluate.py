@@ -149,7 +149,8 @@ def mean_pairwise_ms_ssim(images: np.ndarray, pairs: int, seed: int) -> float | 
     return float(np.mean(ms_ssim(images[i], images[j])))
 
 
-def _small(images: np.ndarray) -> np.ndarray:
+def pixel_vectors(images: np.ndarray) -> np.ndarray:
+    """Images as float32 vectors of 32x32 grey levels in 0..1, the space of the memorisation check."""
     import cv2
 
     if images.shape[1] != NEAREST_SIDE:
@@ -158,27 +159,32 @@ def _small(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
 
-def nearest_distances(query: np.ndarray, reference: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """RMS distance (0..1) from each query image to its nearest reference image, and that image's index."""
-    q, r = _small(query), _small(reference)
-    r_sq = (r * r).sum(1)
-    dist, index = np.empty(len(q), np.float32), np.empty(len(q), np.int64)
-    for start in range(0, len(q), chunk):
-        block = q[start:start + chunk]
-        d2 = (block * block).sum(1)[:, None] + r_sq[None, :] - 2 * block @ r.T
+def nearest_distances(query: np.ndarray, reference: np.ndarray, exclude: np.ndarray | None = None,
+                      chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """RMS distance (0..1) from each query vector to its nearest reference vector, and that vector's index.
+
+    `exclude[i]` is a reference index query i may not match (itself, when querying the reference set).
+    """
+    r_sq = (reference * reference).sum(1)
+    dist, index = np.empty(len(query), np.float32), np.empty(len(query), np.int64)
+    for start in range(0, len(query), chunk):
+        block = query[start:start + chunk]
+        d2 = (block * block).sum(1)[:, None] + r_sq[None, :] - 2 * block @ reference.T
+        if exclude is not None:
+            d2[np.arange(len(block)), exclude[start:start + chunk]] = np.inf
         index[start:start + chunk] = d2.argmin(1)
-        dist[start:start + chunk] = np.sqrt(np.clip(d2.min(1), 0, None) / q.shape[1])
+        dist[start:start + chunk] = np.sqrt(np.clip(d2.min(1), 0, None) / query.shape[1])
     return dist, index
 
 
 def memorisation_ratios(query: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distance to nearest training image, its index, distance / that image's own nearest-other distance)."""
+    """Per query vector: distance to the nearest training vector, its index, and that distance divided by
+    the training image's own distance to its nearest other training image (~0 for a copy, ~1 for new)."""
     distance, index = nearest_distances(query, train)
+    if len(train) < 2:
+        return distance, index, np.ones_like(distance)
     neighbours = np.unique(index)
-    q, r = _small(train[neighbours]), _small(train)
-    d2 = (q * q).sum(1)[:, None] + (r * r).sum(1)[None, :] - 2 * q @ r.T
-    d2[np.arange(len(neighbours)), neighbours] = np.inf
-    own = np.sqrt(np.clip(d2.min(1), 0, None) / q.shape[1]) if len(train) > 1 else np.ones(len(neighbours))
+    own, _ = nearest_distances(train[neighbours], train, exclude=neighbours)
     spacing = np.maximum(own[np.searchsorted(neighbours, index)], 1e-6)
     return distance, index, distance / spacing
 
@@ -260,8 +266,9 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     ssim_real = [mean_pairwise_ms_ssim(real_x[real_y == c], config.pairs, config.seed) for c in range(k)]
     job.check()
     job.report(done + 3, total, "nearest training images")
-    gen_nn, gen_nn_index, gen_ratio = memorisation_ratios(gen_x, train_x)
-    real_nn, _, real_ratio = memorisation_ratios(test_x, train_x)
+    train_vectors = pixel_vectors(train_x)
+    gen_nn, gen_nn_index, gen_ratio = memorisation_ratios(pixel_vectors(gen_x), train_vectors)
+    real_nn, _, real_ratio = memorisation_ratios(pixel_vectors(test_x), train_vectors)
     threshold = min(MAX_COPY_RATIO, float(np.percentile(real_ratio, 1)))
     flagged = gen_ratio < threshold
     evaluator_acc = accuracy_per_class(test_probs, test_y, k)

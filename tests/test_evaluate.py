@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.evaluate import (EvaluateConfig, RealData, evaluate, frechet_distance, kernel_inception_distance,
-                           mean_pairwise_ms_ssim, ms_ssim, ms_ssim_scales, nearest_distances)
+                           mean_pairwise_ms_ssim, memorisation_ratios, ms_ssim, ms_ssim_scales, nearest_distances,
+                           pixel_vectors)
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
 
 FAST = dict(n=30, classifier_steps=80, pairs=40)
@@ -97,10 +98,17 @@ def test_ms_ssim_uses_fewer_scales_on_small_images_and_is_one_for_identical_pair
     assert mean_pairwise_ms_ssim(images, 20, 0) < 0.99
 
 
-def test_nearest_distance_finds_the_exact_copy():
-    images, _, _ = toy_real_data(per_class=5, size=32)
-    distance, index = nearest_distances(images[[7, 2]], images)
+def test_nearest_distance_finds_the_exact_copy_and_the_copy_ratio_is_zero_only_for_copies():
+    images, _, _ = toy_real_data(per_class=5, size=64)
+    vectors = pixel_vectors(images)
+    assert vectors.shape == (15, 32 * 32)
+    distance, index = nearest_distances(vectors[[7, 2]], vectors)
     assert list(index) == [7, 2] and distance.max() < 1e-3
+    _, index = nearest_distances(vectors[[7, 2]], vectors, exclude=np.array([7, 2]))
+    assert 7 not in index and 2 not in index
+    _, _, ratio = memorisation_ratios(vectors[[7]], vectors[8:])
+    _, _, copy_ratio = memorisation_ratios(vectors[[9]], vectors[8:])
+    assert copy_ratio[0] < 0.01 and ratio[0] > 0.5
 
 
 def test_evaluate_command_prepares_the_real_data_and_prints_the_report(demo_root, tmp_path, capsys):
