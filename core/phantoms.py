@@ -104,6 +104,7 @@ def write_demo_dataset(out, per_class: int = 40, size: int = 512, seed: int = 0,
 
 
 def is_demo_dataset(path) -> bool:
+    """True for a folder this module wrote (it carries the marker file), complete or not."""
     return (Path(path) / MARKER).is_file()
 
 
@@ -402,20 +403,22 @@ def _atelectasis(chest: _Chest, image: np.ndarray, side: int):
 
 
 def _infiltration(chest: _Chest, image: np.ndarray, side: int):
+    """Many soft blobs in one lung (sometimes both), blurred into a patchy haze; the box covers the main lung's."""
     size, rng = chest.size, chest.rng
     layer = np.zeros((size, size), np.float32)
     sides = (side, 1 - side) if rng.random() < 0.25 else (side,)
-    centres = []
+    main_centres = []
     for s in sides:
         for _ in range(int(rng.integers(14, 24))):
             centre = chest.point_in_lung(s, margin=size * 0.02)
-            centres.append(centre)
+            if s == side:
+                main_centres.append(centre)
             cv2.circle(layer, tuple(_fixed(centre)), int(size * rng.uniform(0.02, 0.05) * 16), rng.uniform(0.6, 1.0),
                        -1, cv2.LINE_AA, 4)
     haze = cv2.GaussianBlur(layer, (0, 0), size / 70)
     haze = np.minimum(haze / max(float(haze.max()), 1e-6), 1.0)
     image += haze * rng.uniform(0.22, 0.3) * np.clip(sum(chest.lung_masks), 0, 1) * chest.outside_heart()
-    return _bounds(np.array(centres[:len(centres) // len(sides)]), pad=size * 0.04)
+    return _bounds(np.array(main_centres), pad=size * 0.04)
 
 
 def _pneumothorax(chest: _Chest, image: np.ndarray, side: int):
@@ -492,8 +495,7 @@ def _poly_mask(points, size, blur=0.0):
 
 
 def _bounds(points, pad=0.0):
-    if isinstance(points, tuple):
-        return points
+    """(x, y, w, h) around the points, grown by `pad` on every side."""
     points = np.asarray(points, np.float32)
     lo, hi = points.min(0) - pad, points.max(0) + pad
     return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
