@@ -219,6 +219,67 @@ def generate_per_class(generator: Generator, n: int, seed: int, job: Job, progre
     return np.concatenate(batches), labels
 
 
+def _feature_distances(gen: tuple, real: tuple, held_out: tuple, classes: list[str], seed: int) -> dict:
+    """FD and KID, generated vs training real, beside held-out real vs training real (the floor)."""
+    (gen_f, gen_y), (real_f, real_y), (test_f, test_y) = gen, real, held_out
+    section = {}
+    for name, distance in (("frechet_distance", frechet_distance),
+                           ("kid", lambda a, b: kernel_inception_distance(a, b, seed=seed))):
+        section[name] = {
+            "overall": _round(distance(gen_f, real_f)),
+            "per_class": _per_class((c, distance(gen_f[gen_y == i], real_f[real_y == i]))
+                                    for i, c in enumerate(classes)),
+            "real_held_out_overall": _round(distance(test_f, real_f)),
+            "real_held_out_per_class": _per_class((c, distance(test_f[test_y == i], real_f[real_y == i]))
+                                                  for i, c in enumerate(classes))}
+    return section
+
+
+def _diversity(gen: tuple, real: tuple, classes: list[str], pairs: int, seed: int) -> dict:
+    (gen_x, gen_y), (real_x, real_y) = gen, real
+    generated = [mean_pairwise_ms_ssim(gen_x[gen_y == i], pairs, seed) for i in range(len(classes))]
+    reals = [mean_pairwise_ms_ssim(real_x[real_y == i], pairs, seed) for i in range(len(classes))]
+    return {"scales": ms_ssim_scales(gen_x.shape[1]), "pairs_per_class": pairs,
+            "generated_mean": _mean(generated), "real_mean": _mean(reals),
+            "generated_per_class": _per_class(zip(classes, generated)),
+            "real_per_class": _per_class(zip(classes, reals))}
+
+
+def _memorisation(gen: tuple, test_x: np.ndarray, train_x: np.ndarray, classes: list[str]):
+    """The memorisation section, plus each generated image's copy ratio and nearest training index."""
+    gen_x, gen_y = gen
+    train_vectors = pixel_vectors(train_x)
+    gen_nn, gen_index, gen_ratio = memorisation_ratios(pixel_vectors(gen_x), train_vectors)
+    real_nn, _, real_ratio = memorisation_ratios(pixel_vectors(test_x), train_vectors)
+    threshold = min(MAX_COPY_RATIO, float(np.percentile(real_ratio, 1)))
+    flagged = gen_ratio < threshold
+    section = {"ratio_threshold": round(threshold, 4), "flagged": int(flagged.sum()),
+               "flagged_share": round(float(flagged.mean()), 4),
+               "flagged_per_class": {c: int(flagged[gen_y == i].sum()) for i, c in enumerate(classes)},
+               "median_ratio_generated": round(float(np.median(gen_ratio)), 4),
+               "median_ratio_real_held_out": round(float(np.median(real_ratio)), 4),
+               "median_distance_generated": round(float(np.median(gen_nn)), 5),
+               "median_distance_real_held_out": round(float(np.median(real_nn)), 5)}
+    return section, gen_ratio, gen_index
+
+
+def _classification(test_probs, test_y, gen_probs, gen_y, classes: list[str], cached: bool, steps: int,
+                    n_train: int) -> dict:
+    """The evaluator's own held-out accuracy and the conditional accuracy of the generated images."""
+    k = len(classes)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (gen_y, gen_probs.argmax(1)), 1)
+    conditional = [float(confusion[c, c] / confusion[c].sum()) for c in range(k)]
+    return {
+        "evaluator": {"held_out_accuracy": round(float((test_probs.argmax(1) == test_y).mean()), 4),
+                      "per_class": _per_class(zip(classes, accuracy_per_class(test_probs, test_y, k))),
+                      "held_out_images": int(len(test_y)), "train_images": n_train, "steps": steps,
+                      "cached": cached},
+        "conditional_accuracy": {"mean": _mean(conditional), "chance": round(1 / k, 4),
+                                 "per_class": _per_class(zip(classes, conditional)), "confusion": confusion.tolist()},
+    }
+
+
 def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | None = None,
              generator: Generator | None = None) -> dict:
     """Run the whole evaluation, write report.json and plots, return the report."""
@@ -227,8 +288,7 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     if config.n < 2:
         raise UserError("--n must be at least 2 generated images per class")
     generator = generator or load_generator(config.run)
-    run_dir = generator.run_dir
-    out = Path(config.out) if config.out else run_dir / "evaluation"
+    out = Path(config.out) if config.out else generator.run_dir / "evaluation"
     if real is None:
         real = open_real_data(resolve_real_cache(config.data, generator, job), generator.classes, generator.size)
     classes, k = generator.classes, len(generator.classes)
@@ -236,74 +296,31 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     test_x, test_y = real.held_out()
     if len(train_y) == 0 or len(test_y) == 0:
         raise UserError(f"{real.source}: needs real images in both the train and the test (or val) split")
-    total = config.classifier_steps + k * config.n + 4
-    model, cached = cached_classifier(run_dir / "evaluation", train_x, train_y, classes,
+    total = config.classifier_steps + k * config.n + 3
+    model, cached = cached_classifier(generator.run_dir / "evaluation", train_x, train_y, classes,
                                       ClassifierConfig(steps=config.classifier_steps, seed=config.seed), job,
                                       (0, total))
     done = config.classifier_steps
     embed = Embedder(model)
-    test_probs, test_feats = embed(test_x)
-    job.report(done, total, "evaluator on held-out real images")
     gen_x, gen_y = generate_per_class(generator, config.n, config.seed, job, (done, total))
     done += k * config.n
-    gen_probs, gen_feats = embed(gen_x)
     keep = _subsample_per_class(train_y, k, MAX_REAL_PER_CLASS, config.seed)
-    real_x, real_y = train_x[keep], train_y[keep]
-    _, real_feats = embed(real_x)
+    (test_probs, test_feats), (gen_probs, gen_feats) = embed(test_x), embed(gen_x)
+    real_feats = embed(train_x[keep])[1]
     job.check()
-    job.report(done + 1, total, "Fréchet distance and KID")
-    confusion = np.zeros((k, k), np.int64)
-    np.add.at(confusion, (gen_y, gen_probs.argmax(1)), 1)
-    fd = [frechet_distance(gen_feats[gen_y == c], real_feats[real_y == c]) for c in range(k)]
-    fd_floor = [frechet_distance(test_feats[test_y == c], real_feats[real_y == c]) for c in range(k)]
-    kid = [kernel_inception_distance(gen_feats[gen_y == c], real_feats[real_y == c], seed=config.seed)
-           for c in range(k)]
-    kid_floor = [kernel_inception_distance(test_feats[test_y == c], real_feats[real_y == c], seed=config.seed)
-                 for c in range(k)]
+    job.report(done + 1, total, "Fréchet distance, KID, MS-SSIM")
+    report = {"run": str(generator.run_dir), "data": real.source, "classes": classes, "size": generator.size,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "model_sha256": generator.sha256, "n_per_class": config.n, "seed": config.seed,
+              **_classification(test_probs, test_y, gen_probs, gen_y, classes, cached, config.classifier_steps,
+                                len(train_y)),
+              **_feature_distances((gen_feats, gen_y), (real_feats, train_y[keep]), (test_feats, test_y), classes,
+                                   config.seed),
+              "ms_ssim": _diversity((gen_x, gen_y), (train_x[keep], train_y[keep]), classes, config.pairs, config.seed)}
     job.check()
-    job.report(done + 2, total, "MS-SSIM diversity")
-    ssim_gen = [mean_pairwise_ms_ssim(gen_x[gen_y == c], config.pairs, config.seed) for c in range(k)]
-    ssim_real = [mean_pairwise_ms_ssim(real_x[real_y == c], config.pairs, config.seed) for c in range(k)]
-    job.check()
-    job.report(done + 3, total, "nearest training images")
-    train_vectors = pixel_vectors(train_x)
-    gen_nn, gen_nn_index, gen_ratio = memorisation_ratios(pixel_vectors(gen_x), train_vectors)
-    real_nn, _, real_ratio = memorisation_ratios(pixel_vectors(test_x), train_vectors)
-    threshold = min(MAX_COPY_RATIO, float(np.percentile(real_ratio, 1)))
-    flagged = gen_ratio < threshold
-    evaluator_acc = accuracy_per_class(test_probs, test_y, k)
-    conditional = [float(confusion[c, c] / confusion[c].sum()) for c in range(k)]
-    report = {
-        "run": str(run_dir), "data": real.source, "classes": classes, "size": generator.size,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_sha256": generator.sha256, "n_per_class": config.n, "seed": config.seed,
-        "evaluator": {"held_out_accuracy": round(float((test_probs.argmax(1) == test_y).mean()), 4),
-                      "per_class": _per_class(zip(classes, evaluator_acc)), "held_out_images": int(len(test_y)),
-                      "train_images": int(len(train_y)), "steps": config.classifier_steps, "cached": cached},
-        "conditional_accuracy": {"mean": _mean(conditional), "chance": round(1 / k, 4),
-                                 "per_class": _per_class(zip(classes, conditional)),
-                                 "confusion": confusion.tolist()},
-        "frechet_distance": {"overall": _round(frechet_distance(gen_feats, real_feats)),
-                             "per_class": _per_class(zip(classes, fd)),
-                             "real_held_out_overall": _round(frechet_distance(test_feats, real_feats)),
-                             "real_held_out_per_class": _per_class(zip(classes, fd_floor))},
-        "kid": {"overall": _round(kernel_inception_distance(gen_feats, real_feats, seed=config.seed)),
-                "per_class": _per_class(zip(classes, kid)),
-                "real_held_out_overall": _round(kernel_inception_distance(test_feats, real_feats, seed=config.seed)),
-                "real_held_out_per_class": _per_class(zip(classes, kid_floor))},
-        "ms_ssim": {"scales": ms_ssim_scales(generator.size), "pairs_per_class": config.pairs,
-                    "generated_mean": _mean(ssim_gen), "real_mean": _mean(ssim_real),
-                    "generated_per_class": _per_class(zip(classes, ssim_gen)),
-                    "real_per_class": _per_class(zip(classes, ssim_real))},
-        "memorisation": {"ratio_threshold": round(threshold, 4),
-                         "median_ratio_generated": round(float(np.median(gen_ratio)), 4),
-                         "median_ratio_real_held_out": round(float(np.median(real_ratio)), 4), "flagged": int(flagged.sum()),
-                         "flagged_share": round(float(flagged.mean()), 4),
-                         "median_distance_generated": round(float(np.median(gen_nn)), 5),
-                         "median_distance_real_held_out": round(float(np.median(real_nn)), 5),
-                         "flagged_per_class": {c: int(flagged[gen_y == i].sum()) for i, c in enumerate(classes)}},
-    }
-    report["plots"] = write_evaluation_plots(out, report, gen_x, train_x, gen_ratio, gen_nn_index)
+    job.report(done + 2, total, "nearest training images")
+    report["memorisation"], gen_ratio, gen_index = _memorisation((gen_x, gen_y), test_x, train_x, classes)
+    report["plots"] = write_evaluation_plots(out, report, gen_x, train_x, gen_ratio, gen_index)
     report["seconds"] = round(time.monotonic() - started, 1)
     _write_json(out / REPORT_NAME, report)
     job.report(total, total, "done")

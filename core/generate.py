@@ -42,7 +42,9 @@ def latent_vector(seed: int, latent_dim: int) -> np.ndarray:
 
 
 def latent_batch(seeds, latent_dim: int) -> np.ndarray:
-    return np.stack([latent_vector(s, latent_dim) for s in seeds]) if len(seeds) else np.zeros((0, latent_dim), np.float32)
+    if not len(seeds):
+        return np.zeros((0, latent_dim), np.float32)
+    return np.stack([latent_vector(s, latent_dim) for s in seeds])
 
 
 def to_uint8(batch: np.ndarray) -> np.ndarray:
