@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.dataset import DatasetError, open_dataset
+from core.dataset import DatasetError, _plain_entry_rows, _quoted_entry_rows, open_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENTRY = (FIXTURES / "Data_Entry_2017.csv").read_bytes()
@@ -74,3 +74,19 @@ def test_mangled_bbox_list_never_crashes(bbox):
 @given(st.binary(max_size=300), st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash(entry, bbox):
     open_with(entry, bbox)
+
+
+def rows_or_error(read, text: str):
+    try:
+        layout, n_fields, raw, lines, bad_lines = read(Path("Data_Entry_2017.csv"), text)
+    except DatasetError as error:
+        return str(error)
+    return layout, n_fields, {k: list(v) for k, v in raw.items()}, list(lines), list(bad_lines)
+
+
+@FUZZ
+@given(mangled(ENTRY))
+def test_fast_reader_agrees_with_the_csv_module_on_unquoted_text(entry):
+    text = entry.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    text = text.replace('"', "").replace("\0", "").replace("\r", "")
+    assert rows_or_error(_plain_entry_rows, text) == rows_or_error(_quoted_entry_rows, text)
