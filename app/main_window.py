@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageB
 
 from app.annotation_tools import AnnotationController
 from app.browse_tab import BrowseTab
+from app.evaluate_panel import EvaluatePanel
+from app.generate_panel import GeneratePanel
+from app.theme import apply_theme
+from app.train_panel import TrainPanel
 from app.workers import JobRunner
 from core.annotations import AnnotationError, AnnotationStore
 from core.dataset import open_dataset
@@ -65,7 +70,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.browse, "Browse && annotate")
-        self._add_optional_tabs()
+        self._add_work_tabs()
         self.setCentralWidget(self.tabs)
         self.progress = QProgressBar(maximumWidth=220, textVisible=True)
         self.progress.hide()
@@ -73,14 +78,18 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._restore_window()
 
-    def _add_optional_tabs(self) -> None:
-        try:
-            from app.evaluate_panel import EvaluatePanel
-        except ImportError:
-            self.evaluate = None
-        else:
-            self.evaluate = EvaluatePanel()
-            self.tabs.addTab(self.evaluate, "Evaluate")
+    def _add_work_tabs(self) -> None:
+        self.train = TrainPanel(self.settings)
+        self.generate = GeneratePanel(self.settings)
+        self.tabs.addTab(self.train, "Train")
+        self.tabs.addTab(self.generate, "Generate")
+        self.train.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.generate.status.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.train.run_finished.connect(self.generate.suggest_run)
+        self.evaluate = EvaluatePanel()
+        self.tabs.addTab(self.evaluate, "Evaluate")
+        self.evaluate.error.connect(self.show_error)
+        self.train.run_finished.connect(self.evaluate.set_run)
 
     # ---- menus
     def _action(self, menu, text, slot, shortcut=None, checkable=False, tip="") -> QAction:
@@ -206,6 +215,8 @@ class MainWindow(QMainWindow):
         self._set_editing_enabled(store is not None)
         demo = is_demo_dataset(folder)
         self.browse.set_dataset(index, self.controller, DEMO_NOTE if demo else "")
+        self.train.set_dataset(index.root)
+        self.evaluate.set_dataset(index.root)
         self.setWindowTitle(f"CXR Workbench — {index.root.name}{' (demo data)' if demo else ''}")
         self.settings.setValue("dataset/last", str(index.root))
         self._remember(str(index.root))
@@ -303,6 +314,11 @@ class MainWindow(QMainWindow):
             self.browse.splitter.restoreState(splitter)
 
     def closeEvent(self, event) -> None:
+        if not self.train.confirm_close(self):
+            event.ignore()
+            return
+        self.generate.stop_and_wait()
+        self._stop_evaluation()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("window/browse_splitter", self.browse.splitter.saveState())
@@ -322,6 +338,15 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
+    def _stop_evaluation(self) -> None:
+        """The Evaluate tab's job must end before its thread object goes away with the window."""
+        self.evaluate.stop()
+        deadline = time.monotonic() + 60
+        while self.evaluate.is_running() and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.02)
+
+
 def _excepthook(kind, value, tb) -> None:
     """An unexpected error in a slot: log the traceback, tell the user in one line."""
     log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb)))
@@ -335,9 +360,7 @@ def run_app(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName("cxr-workbench")
     app.setApplicationName("cxr-workbench")
-    style = RESOURCES / "style.qss"
-    if style.exists():
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    apply_theme(app)
     sys.excepthook = _excepthook
     window = MainWindow()
     window.show()

@@ -1,0 +1,268 @@
+"""The Generate tab: open a trained run, choose classes, counts and a seed, preview a grid, export.
+
+Loading the generator (TensorFlow), drawing the preview and exporting all run in JobRunner threads;
+the export goes through core's `export()`, which writes into a hidden folder and renames it into
+place, so a stopped export leaves nothing half-written.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                               QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+
+from app.workers import JobRunner
+from core.jobs import format_duration
+
+PREVIEW_COLUMNS = 8
+
+
+def load_job(job, run: str):
+    from core.generate import load_generator
+    return load_generator(run)
+
+
+def preview_job(job, generator, classes: list[str], seed: int):
+    """A grid with one row per chosen class, PREVIEW_COLUMNS images each, latent seeds seed, seed+1, ..."""
+    from core.gan.trainer import sample_grid
+
+    labels = np.repeat([generator.class_index(name) for name in classes], PREVIEW_COLUMNS)
+    seeds = np.tile(np.arange(seed, seed + PREVIEW_COLUMNS), len(classes))
+    images = generator.generate(labels, seeds)
+    job.check()
+    return sample_grid(images.astype(np.float32)[..., None] / 127.5 - 1.0, classes)
+
+
+def export_job(job, config, generator):
+    from core.export import export
+    return export(config, job=job, generator=generator)
+
+
+class GeneratePanel(QWidget):
+    status = Signal(str)
+
+    def __init__(self, settings: QSettings, parent=None):
+        super().__init__(parent)
+        self.settings = settings
+        self.generator = None
+        self.runner: JobRunner | None = None
+        self._grid: QImage | None = None
+
+        self.run_edit = QLineEdit(settings.value("generate/run", "", type=str),
+                                  placeholderText="a run folder holding generator.keras")
+        choose = QToolButton(text="…", toolTip="Choose a trained run folder")
+        choose.clicked.connect(self._choose_run)
+        self.load_button = QPushButton("Open run")
+        self.load_button.setToolTip("Load the run's generator.keras (safe mode: no code from the file runs)")
+        self.load_button.clicked.connect(self.load_run)
+        self.model_info = QLabel("No generator loaded")
+        self.model_info.setWordWrap(True)
+
+        self.counts = QTableWidget(0, 2)
+        self.counts.setHorizontalHeaderLabels(["Class", "Images to export"])
+        self.counts.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.counts.verticalHeader().setVisible(False)
+        self.counts.setToolTip("Tick the classes to preview and export; set how many images of each")
+        self.seed = QSpinBox(minimum=0, maximum=2_000_000_000, value=0)
+        self.seed.setToolTip("Seed of the latent vectors: the same seed gives the same images")
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.setToolTip(f"Draw {PREVIEW_COLUMNS} images of each ticked class")
+        self.preview_button.clicked.connect(self.preview)
+
+        self.out_edit = QLineEdit(settings.value("generate/out", str(Path.home() / "cxr-synthetic"), type=str))
+        choose_out = QToolButton(text="…", toolTip="Choose the export folder")
+        choose_out.clicked.connect(self._choose_out)
+        self.size = QSpinBox(minimum=0, maximum=4096, value=0, specialValueText="generator's own size")
+        self.size.setToolTip("Side of the exported PNGs in pixels (0 = the generator's size)")
+        self.force = QCheckBox("Replace an earlier export in that folder")
+        self.export_button = QPushButton("Export")
+        self.export_button.setObjectName("primaryButton")
+        self.export_button.setToolTip("Write the images, Data_Entry_2017.csv and manifest.json in NIH layout")
+        self.export_button.clicked.connect(self.export)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(lambda: self.runner and self.runner.request_stop())
+        self.progress = QProgressBar()
+        self.eta = QLabel("")
+
+        self.preview_label = QLabel("Open a trained run, then Preview")
+        self.preview_label.setAlignment(Qt.AlignCenter)
+        self.preview_label.setObjectName("sampleGrid")
+        self.preview_label.setMinimumSize(300, 300)
+        self._build_layout(choose, choose_out)
+        self._set_busy(False)
+
+    def _build_layout(self, choose, choose_out) -> None:
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_edit, 1)
+        run_row.addWidget(choose)
+        run_row.addWidget(self.load_button)
+        run_box = QGroupBox("Trained run")
+        run_layout = QVBoxLayout(run_box)
+        run_layout.addLayout(run_row)
+        run_layout.addWidget(self.model_info)
+
+        choose_box = QGroupBox("Classes, counts and seed")
+        choose_layout = QVBoxLayout(choose_box)
+        choose_layout.addWidget(self.counts, 1)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(QLabel("Seed"))
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.preview_button)
+        choose_layout.addLayout(seed_row)
+
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(choose_out)
+        export_box = QGroupBox("Export in NIH format")
+        export_form = QFormLayout(export_box)
+        export_form.addRow("Folder", out_row)
+        export_form.addRow("Image size", self.size)
+        export_form.addRow("", self.force)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.stop_button)
+        export_form.addRow(buttons)
+        export_form.addRow(self.progress)
+        export_form.addRow(self.eta)
+
+        left = QVBoxLayout()
+        left.addWidget(run_box)
+        left.addWidget(choose_box, 1)
+        left.addWidget(export_box)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setFixedWidth(420)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(left_widget)
+        layout.addWidget(self.preview_label, 1)
+
+    # ---- run
+    def suggest_run(self, run: str) -> None:
+        """A training run just saved a generator: offer it here."""
+        self.run_edit.setText(run)
+
+    def _choose_run(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Trained run folder", self.run_edit.text())
+        if folder:
+            self.run_edit.setText(folder)
+            self.load_run()
+
+    def _choose_out(self) -> None:
+        folder, _ = QFileDialog.getSaveFileName(self, "Export folder (created)", self.out_edit.text())
+        if folder:
+            self.out_edit.setText(folder)
+
+    def load_run(self) -> None:
+        run = self.run_edit.text().strip()
+        if not run:
+            self._fail("Generate: choose a run folder")
+            return
+        self.model_info.setText(f"Loading {run}…")
+        self._start(load_job, run, on_finished=self._loaded)
+
+    def _loaded(self, generator) -> None:
+        self.generator = generator
+        self.settings.setValue("generate/run", str(generator.run_dir))
+        self.model_info.setText(f"{generator.run_dir.name}: {len(generator.classes)} classes, "
+                                f"{generator.size}x{generator.size} px, latent {generator.latent_dim}, "
+                                f"sha256 {generator.short_hash}")
+        self.counts.setRowCount(len(generator.classes))
+        for row, name in enumerate(generator.classes):
+            item = QTableWidgetItem(name)
+            item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked)
+            self.counts.setItem(row, 0, item)
+            spin = QSpinBox(minimum=0, maximum=1_000_000, value=100)
+            self.counts.setCellWidget(row, 1, spin)
+        self._set_busy(False)
+
+    def chosen_counts(self) -> dict[str, int]:
+        return {self.counts.item(r, 0).text(): self.counts.cellWidget(r, 1).value()
+                for r in range(self.counts.rowCount()) if self.counts.item(r, 0).checkState() == Qt.Checked}
+
+    # ---- preview and export
+    def preview(self) -> None:
+        classes = list(self.chosen_counts())
+        if self.generator is None or not classes:
+            self._fail("Generate: open a run and tick at least one class")
+            return
+        self._start(preview_job, self.generator, classes, self.seed.value(), on_finished=self._show_preview)
+
+    def _show_preview(self, grid: np.ndarray) -> None:
+        grid = np.ascontiguousarray(grid)
+        height, width = grid.shape
+        self._grid = QImage(grid.data, width, height, width, QImage.Format_Grayscale8).copy()
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._grid is not None:
+            self.preview_label.setPixmap(QPixmap.fromImage(self._grid).scaled(
+                self.preview_label.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def export(self) -> None:
+        from core.export import ExportConfig
+
+        counts = {name: n for name, n in self.chosen_counts().items() if n > 0}
+        if self.generator is None or not counts:
+            self._fail("Generate: open a run and give at least one class a count above 0")
+            return
+        out = self.out_edit.text().strip()
+        self.settings.setValue("generate/out", out)
+        config = ExportConfig(run=str(self.generator.run_dir), out=out, counts=counts, seed=self.seed.value(),
+                              size=self.size.value(), force=self.force.isChecked())
+        self._start(export_job, config, self.generator, on_finished=self._exported)
+
+    def _exported(self, result) -> None:
+        message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
+        self.eta.setText(message)
+        self.status.emit(message)
+
+    # ---- plumbing
+    def _start(self, function, *args, on_finished) -> None:
+        if self.runner is not None:
+            return
+        self.runner = JobRunner(function, *args, parent=self)
+        self.runner.progress.connect(self._progress)
+        self.runner.finished.connect(on_finished)
+        self.runner.failed.connect(self._fail)
+        self.runner.cancelled.connect(lambda: self.eta.setText("Stopped; nothing was written"))
+        self.runner.done.connect(self._done)
+        self._set_busy(True)
+        self.runner.start()
+
+    def _done(self) -> None:
+        self.runner = None
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        loaded = self.generator is not None
+        self.load_button.setEnabled(not busy)
+        self.preview_button.setEnabled(not busy and loaded)
+        self.export_button.setEnabled(not busy and loaded)
+        self.stop_button.setEnabled(busy)
+
+    def _progress(self, progress) -> None:
+        self.progress.setMaximum(max(1, progress.total))
+        self.progress.setValue(progress.done)
+        self.eta.setText(f"{progress.done:,}/{progress.total:,} {progress.message}  "
+                         f"ETA {format_duration(progress.eta_seconds)}")
+
+    def _fail(self, message: str) -> None:
+        self.status.emit(message)
+        if self.generator is None:
+            self.model_info.setText("No generator loaded")
+        QMessageBox.warning(self, "Generate", message)
+
+    def stop_and_wait(self) -> None:
+        if self.runner is not None:
+            self.runner.request_stop()
+            self.runner.wait()

@@ -1,0 +1,28 @@
+"""Dark theme: Fusion style, a dark palette (X-rays read better on dark), and resources/style.qss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+STYLE_SHEET = Path(__file__).resolve().parents[1] / "resources" / "style.qss"
+COLOURS = {
+    QPalette.Window: "#1f242b", QPalette.WindowText: "#dde3ea", QPalette.Base: "#161a1f",
+    QPalette.AlternateBase: "#1c2127", QPalette.ToolTipBase: "#2b323b", QPalette.ToolTipText: "#e8edf2",
+    QPalette.Text: "#dde3ea", QPalette.Button: "#2a3039", QPalette.ButtonText: "#dde3ea",
+    QPalette.BrightText: "#ff6b6b", QPalette.Highlight: "#2f6fb0", QPalette.HighlightedText: "#ffffff",
+    QPalette.Link: "#6fb3ff", QPalette.PlaceholderText: "#7b8794",
+}
+
+
+def apply_theme(app: QApplication) -> None:
+    app.setStyle("Fusion")
+    palette = QPalette()
+    for role, colour in COLOURS.items():
+        palette.setColor(role, QColor(colour))
+    for role in (QPalette.Text, QPalette.WindowText, QPalette.ButtonText):
+        palette.setColor(QPalette.Disabled, role, QColor("#69737f"))
+    app.setPalette(palette)
+    if STYLE_SHEET.exists():
+        app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
