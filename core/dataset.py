@@ -313,11 +313,13 @@ def _plain_entry_rows(path: Path, text: str) -> _EntryRows:
     widest = n_fields
     for number, line in numbered[1:]:
         n_found = line.count(",") + 1
-        # exactly n_fields, or more when the extra ones are empty (the 2017 trailing comma)
-        if n_found == n_fields or (n_found > n_fields and not line.split(",", n_fields)[n_fields].strip(",")):
+        # exactly n_fields, or more when the extra ones are empty (the 2017 trailing comma): then the line
+        # without its trailing commas has at most n_fields fields
+        if n_found == n_fields or (n_found > n_fields and line.rstrip(",").count(",") < n_fields):
             good.append(line)
             lines.append(number)
-            widest = max(widest, n_found)
+            if n_found > widest:
+                widest = n_found
         else:
             bad_lines.append(number)
     if not good:
