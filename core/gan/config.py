@@ -49,7 +49,7 @@ class TrainConfig:
     ac_weight: float = _f(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
                                "conditioned labels). 0 disables it.")
     r1_gamma: float = _f(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
-    augment: str = _f("translation,cutout,color", "DiffAugment policies applied to real and fake images "
+    augment: str = _f("translation,color", "DiffAugment policies applied to real and fake images "
                                                   "(comma separated; empty = none).")
     ema_decay: float = _f(0.999, "Decay of the EMA generator used for samples and export.")
     balanced: bool = _f(True, "Sample classes equally often in each batch.")

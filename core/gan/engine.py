@@ -150,19 +150,18 @@ class GanEngine:
         return {**d_metrics, **g_metrics}
 
     def _d_update(self, real, labels, z, key_real, key_fake):
+        """Real and fake go through D in separate calls: the minibatch-deviation feature is per batch."""
         fake = tf.stop_gradient(self._generator_train([z, labels]))
         real_aug = diff_augment(real, self.policies, key_real)
         fake_aug = diff_augment(fake, self.policies, key_fake)
-        both = tf.concat([real_aug, tf.cast(fake_aug, real_aug.dtype)], axis=0)
-        both_labels = tf.concat([labels, labels], axis=0)
-        n = self.real_per_replica
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
-            output = self.discriminator([both, both_labels], training=True)
+            real_out = self.discriminator([real_aug, labels], training=True)
+            fake_out = self.discriminator([fake_aug, labels], training=True)
             if self.reference:
-                losses, metrics = self._reference_d_losses(output[:n], output[n:])
+                losses, metrics = self._reference_d_losses(real_out, fake_out)
             else:
-                losses, metrics = self._sngan_d_losses(output[0][:n], output[0][n:], output[1][:n], labels)
+                losses, metrics = self._sngan_d_losses(real_out[0], fake_out[0], real_out[1], labels)
                 if self.config.r1_gamma > 0:
                     losses["r1"] = self._r1_penalty(real_aug, labels)
             loss = tf.add_n(list(losses.values()))

@@ -173,3 +173,22 @@ class GlobalSumPool(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MinibatchStdDev(keras.layers.Layer):
+    """Append the batch's average feature standard deviation as one constant channel (ProGAN).
+
+    Lets the discriminator see diversity: a generator that ignores z and draws one image per class
+    produces a batch with a tell-tale low deviation. Statistics are over the whole batch of one call,
+    so real and fake images go through the discriminator in separate calls.
+    """
+
+    def call(self, x):
+        std = ops.sqrt(ops.var(ops.cast(x, "float32"), axis=0) + 1e-8)
+        value = ops.cast(ops.mean(std), x.dtype)
+        shape = ops.shape(x)
+        return ops.concatenate([x, ops.ones((shape[0], shape[1], shape[2], 1), x.dtype) * value], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)

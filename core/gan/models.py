@@ -12,7 +12,8 @@ import math
 import keras
 from keras import layers
 
-from core.gan.layers import ClassProjection, ConditionalBatchNorm, GlobalSumPool, SNConv2D, SNDense
+from core.gan.layers import (ClassProjection, ConditionalBatchNorm, GlobalSumPool, MinibatchStdDev, SNConv2D,
+                             SNDense)
 
 
 def _inputs(latent_dim: int):
@@ -84,7 +85,8 @@ def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, chann
 
 
 def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> keras.Model:
-    """Spectral-norm convs down to 4x4, sum pooling, then a projection score and an auxiliary class head."""
+    """Spectral-norm convs down to 4x4, minibatch deviation, sum pooling, then a projection score and an
+    auxiliary class head. Call it on real and fake batches separately (the deviation is per call)."""
     blocks = _blocks(size)
     image = keras.Input(shape=(size, size, 1), name="image")
     label = keras.Input(shape=(), dtype="int32", name="label")
@@ -92,6 +94,7 @@ def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> k
     for i in range(blocks):
         h = SNConv2D(channels * min(8, 2 ** i), 4, strides=2)(h)
         h = layers.LeakyReLU(0.2)(h)
+    h = MinibatchStdDev()(h)
     h = layers.LeakyReLU(0.2)(SNConv2D(channels * 8, 3)(h))
     h = GlobalSumPool()(h)
     h = layers.Activation("linear", dtype="float32")(h)
