@@ -255,3 +255,14 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert 0.3 < first["d_loss_real"] < 1.7 and 0.3 < first["d_loss_fake"] < 1.7
     assert 0.0 <= first["d_acc_real"] <= 1.0 and first["d_acc_real"] * 6 == pytest.approx(round(first["d_acc_real"] * 6), abs=1e-3)
     assert (tmp_path / "run" / "generator.keras").exists()
+
+
+def test_multiworker_non_chief_workers_write_their_own_folder(monkeypatch, tmp_path):
+    from core.gan.trainer import _worker_run_folder
+
+    config = tiny_config(tmp_path / "run", strategy="multiworker")
+    cluster = {"worker": ["a:1", "b:1"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert _worker_run_folder(config) == str(tmp_path / "run")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert _worker_run_folder(config) == str(tmp_path / "run" / "worker_1")

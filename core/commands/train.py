@@ -21,8 +21,21 @@ from core.labels import DEFAULT_CLASSES
 
 EXPLICIT = {"run", "cache", "resume", "steps", "epochs", "classes"}
 
+SCALE_OUT = """\
+GPU: install the gpu extra (pip install -e .[gpu]); TensorFlow then uses the GPU by itself. Use
+--precision mixed_float16 on NVIDIA GPUs (mixed_bfloat16 on Ampere or newer, and on CPUs with AMX).
+Several GPUs in one machine: --strategy mirrored (the batch is split over them; keep --batch a
+multiple of the GPU count). Several machines: set TF_CONFIG on every machine, e.g.
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+(index 1 on the second machine), put the cache and the run folder on storage all of them can read,
+and start the same command with --strategy multiworker on each machine at the same time. Worker 0
+writes RUN; worker i keeps its own copy in RUN/worker_i.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = SCALE_OUT
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--cache", help="prepared cache folder (from `prepare`)")
     source.add_argument("--data", metavar="DIR", help="NIH dataset folder: prepare a cache into RUN/cache first")

@@ -14,6 +14,7 @@ What the loop guarantees:
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -77,6 +78,21 @@ def configure_threads(threads: int) -> str | None:
             return (f"threads={threads} not applied: TensorFlow was already running in this process "
                     f"(using {current or 'all'} threads)")
     return None
+
+
+def _worker_run_folder(config: TrainConfig) -> str:
+    """Under multiworker training only the chief (worker 0) writes RUN; worker i writes RUN/worker_i, so
+    the workers never overwrite each other's files (each keeps a full, resumable copy of the state)."""
+    if config.strategy != "multiworker":
+        return config.run
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except ValueError as error:
+        raise UserError(f"TF_CONFIG: not valid JSON ({error})") from error
+    task = tf_config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    is_chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in tf_config.get("cluster", {}))
+    return config.run if is_chief else str(Path(config.run) / f"{kind}_{index}")
 
 
 def total_steps(config: TrainConfig, n_images: int) -> int:
@@ -218,7 +234,7 @@ def train(config: TrainConfig, job: Job | None = None, callbacks: Iterable[Train
     data.validate(config.size, config.batch)
     if config.classes and list(config.classes) != list(data.classes):
         raise UserError(f"{data.source}: classes {data.classes} differ from the config's {config.classes}")
-    config = replace(config, classes=list(data.classes))
+    config = replace(config, classes=list(data.classes), run=_worker_run_folder(config))
     run = _Run(config, data, job, callbacks)
     run.prepare_folder()
     if note:
