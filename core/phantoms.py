@@ -147,7 +147,7 @@ def render_phantom(labels, size: int, rng: np.random.Generator, view: str = "PA"
                    pneumothorax_side=sides.get("Pneumothorax"))
     image = chest.draw_anatomy()
     boxes: list[Box] = []
-    for name in findings:
+    for name in sorted(findings, key=lambda finding: finding == "Effusion"):  # fluid last: it hides what is behind
         box = _FINDINGS[name](chest, image, sides[name])
         if rng.random() < BOX_SHARE:
             boxes.append(Box(BBOX_SPELLING.get(name, name), *box))
