@@ -12,6 +12,8 @@ Configurations:
                 step takes ~9 minutes on this CPU
   reference     our `reference` (same model, one compiled step, XLA for the 16x16 output conv)
   reference_noxla  the same without XLA (shows what the compiled output layer buys)
+  reference_xlastep  the whole step compiled by XLA instead of only the output layer
+  reference_b16 our `reference` at batch 16 (the per-image rate at a larger batch)
   sngan64/128   our sngan, batch 64, fp32 and mixed_bfloat16
 Ratios are against `notebook` per image. The machine is shared: the load average is printed.
 """
@@ -34,6 +36,7 @@ CONFIGS = {
     "reference": dict(arch="reference", size=128, batch=4, xla="last_layer"),
     "reference_b16": dict(arch="reference", size=128, batch=16, xla="last_layer"),
     "reference_noxla": dict(arch="reference", size=128, batch=4, xla="off"),
+    "reference_xlastep": dict(arch="reference", size=128, batch=4, xla="step"),
     "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),
     "sngan64_bf16": dict(arch="sngan", size=64, batch=64, precision="mixed_bfloat16"),
     "sngan128_fp32": dict(arch="sngan", size=128, batch=64, precision="float32"),

@@ -17,10 +17,15 @@ from core.errors import UserError
 
 @dataclass
 class TrainingData:
-    images: np.ndarray   # uint8 (N, S, S), may be a memmap
-    labels: np.ndarray   # int32 (N,) class index
+    images: np.ndarray   # uint8 (M, S, S), may be a memmap
+    labels: np.ndarray   # int32 (N,) class index of each training image
     classes: list[str]
     source: str = "arrays"
+    rows: np.ndarray | None = None   # (N,) rows of `images` that are training images; None = all
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        """uint8 (n, S, S) of training images `index` (reads only those rows of a memmap)."""
+        return np.asarray(self.images[index if self.rows is None else self.rows[index]])
 
     @property
     def size(self) -> int:
@@ -35,7 +40,7 @@ class TrainingData:
             raise UserError(f"{self.source}: images must be (N, S, S), got {self.images.shape}")
         if self.images.dtype != np.uint8:
             raise UserError(f"{self.source}: images must be uint8, got {self.images.dtype}")
-        if len(self.labels) != len(self.images):
+        if len(self.labels) != (len(self.images) if self.rows is None else len(self.rows)):
             raise UserError(f"{self.source}: {len(self.images)} images but {len(self.labels)} labels")
         if self.size != size:
             raise UserError(f"{self.source}: images are {self.size} px but --size is {size}; "
@@ -47,8 +52,8 @@ class TrainingData:
         empty = [name for name, rows in zip(self.classes, self.by_class()) if len(rows) == 0]
         if empty:
             raise UserError(f"{self.source}: no training images for class(es) {', '.join(empty)}")
-        if batch > len(self.images):
-            raise UserError(f"{self.source}: --batch {batch} is larger than the {len(self.images)} "
+        if batch > len(self.labels):
+            raise UserError(f"{self.source}: --batch {batch} is larger than the {len(self.labels)} "
                             f"training images")
 
 
@@ -60,12 +65,8 @@ def open_cache(path: str | Path, split: str = "train") -> TrainingData:
     rows = np.flatnonzero(np.asarray(cache.split) == split)
     if len(rows) == 0:
         raise UserError(f"{path}: the prepared cache has no {split!r} images")
-    if len(rows) == len(cache.labels):
-        images = cache.images
-    else:
-        images = np.asarray(cache.images[rows])
-    return TrainingData(images=images, labels=np.asarray(cache.labels)[rows].astype(np.int32),
-                        classes=list(cache.classes), source=str(path))
+    return TrainingData(images=cache.images, labels=np.asarray(cache.labels)[rows].astype(np.int32),
+                        classes=list(cache.classes), source=str(path), rows=rows)
 
 
 def sample_indices(by_class: list[np.ndarray], n_total: int, batch: int, balanced: bool,
@@ -92,7 +93,7 @@ def make_dataset(data: TrainingData, batch: int, balanced: bool, seed: int, firs
         rows = sample_indices(by_class, len(data.labels), batch, balanced, (seed, pipeline_id, int(slot)))
         order = np.argsort(rows, kind="stable")
         images = np.empty((batch, size, size), np.uint8)
-        images[order] = data.images[rows[order]]
+        images[order] = data.read(rows[order])
         return images, data.labels[rows].astype(np.int32)
 
     def load_tf(slot):
