@@ -241,7 +241,10 @@ class _Chest:
         if self.pneumothorax_side is not None:
             line = np.zeros((size, size), np.uint8)
             cv2.polylines(line, [_fixed(self.collapsed_points)], True, 255, max(1, size // 256), cv2.LINE_AA, 4)
-            image += 0.16 * cv2.GaussianBlur(line.astype(np.float32) / 255, (0, 0), size / 700)
+            side = self.pneumothorax_side
+            pleural_space = cv2.dilate(self.lung_masks[side] - self.tissue_masks[side], np.ones((5, 5), np.uint8))
+            visible = np.clip(pleural_space * 4, 0, 1) * (1 - self.heart_mask)  # no line along the heart border
+            image += 0.16 * cv2.GaussianBlur(line.astype(np.float32) / 255, (0, 0), size / 700) * visible
         return image
 
     def outside_heart(self):
@@ -296,26 +299,27 @@ class _Chest:
         return image * (1 - heart) + heart * np.maximum(image, rng.uniform(0.5, 0.58))
 
     def _markings(self):
-        """Vessels branching from each hilum into the lung tissue (absent where a lung has collapsed)."""
+        """Vessel trees branching from each hilum into the lung tissue (absent where a lung has collapsed)."""
         size, rng = self.size, self.rng
         layer = np.zeros((size, size), np.uint8)
         for side in (0, 1):
             hilum = self.hilum(side)
             x0, y0, x1, y1 = self.lung_extent(side)
-            for _ in range(14):
+            for _ in range(7):
                 target = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)], np.float32)
-                self._vessel(layer, hilum, target, max(2, size // 128))
+                direction = target - hilum
+                self._branch(layer, hilum, np.arctan2(direction[1], direction[0]), size * 0.09, max(2, size // 110), 3)
         vessels = cv2.GaussianBlur(layer.astype(np.float32) / 255, (0, 0), size / 500)
-        return 0.07 * vessels * (self.tissue_masks[0] + self.tissue_masks[1])
+        return 0.06 * vessels * (self.tissue_masks[0] + self.tissue_masks[1]) * (1 - self.heart_mask)
 
-    def _vessel(self, layer, start, end, width):
-        points = [start]
-        for t in (0.35, 0.7, 1.0):
-            p = start + (end - start) * t + self.rng.normal(0, self.size * 0.01, 2)
-            points.append(p.astype(np.float32))
-        for i in range(3):
-            thickness = max(1, int(width * (1 - i / 3)))
-            cv2.line(layer, tuple(_fixed(points[i])), tuple(_fixed(points[i + 1])), 255, thickness, cv2.LINE_AA, 4)
+    def _branch(self, layer, start, angle, length, width, depth):
+        """One tapering, slightly bent segment that splits in two until `depth` runs out."""
+        angle += self.rng.normal(0, 0.25)
+        end = start + length * np.array([np.cos(angle), np.sin(angle)], np.float32)
+        cv2.line(layer, tuple(_fixed(start)), tuple(_fixed(end)), 255, max(1, width), cv2.LINE_AA, 4)
+        if depth > 1:
+            for turn in (-0.45, 0.45):
+                self._branch(layer, end, angle + turn, length * 0.75, width - 1, depth - 1)
 
     def _ribs(self):
         size, rng, s = self.size, self.rng, self.width_scale
