@@ -187,8 +187,9 @@ class _Chest:
         d = c - dome
         points = np.array([
             (0.35, a), (0.27, a + 0.025), (0.205, a + 0.10), (lat + 0.015, a + 0.25), (lat, a + 0.42),
-            (lat + 0.004, c), (lat + 0.05, c - 0.05), ((lat + med) / 2 - 0.01, d), (med - 0.05, d + 0.012),
-            (med, d + 0.05), (med + 0.005, 0.47), (med - 0.012, a + 0.2), (0.40, a + 0.035),
+            (lat + 0.004, c), (lat + 0.05, c - 0.05), ((lat + med) / 2 - 0.01, d), (med - 0.04, d + 0.015),
+            (med - 0.01, d + 0.02), (med + 0.003, d - 0.03), (med + 0.005, 0.47), (med - 0.012, a + 0.2),
+            (0.40, a + 0.035),
         ], np.float32)
         points += rng.normal(0, 0.004, points.shape).astype(np.float32)
         points[:, 0] = 0.5 + (points[:, 0] - 0.5) * self.width_scale
