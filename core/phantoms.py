@@ -170,6 +170,7 @@ class _Chest:
         self.lung_points = [self._lung_points(side) for side in (0, 1)]
         self.lung_masks = [_poly_mask(points, size, blur=size / 300) for points in self.lung_points]
         self.tissue_masks = list(self.lung_masks)  # where lung markings are (less than the lung after a collapse)
+        self._distances: dict[int, np.ndarray] = {}
 
     def px(self, x, y):
         return np.array([x * self.size, y * self.size], np.float32)
@@ -209,14 +210,20 @@ class _Chest:
 
     def point_in_lung(self, side, margin=0.0):
         """A random pixel inside a lung and off the heart, at least `margin` pixels from the edge when possible."""
-        mask = ((self.lung_masks[side] > 0.5) & (self.heart_mask < 0.3)).astype(np.uint8)
-        if margin > 0:
-            eroded = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * margin) | 1,) * 2))
-            if eroded.any():
-                mask = eroded
-        ys, xs = np.nonzero(mask[::2, ::2])
+        distance = self._edge_distance(side)
+        inside = distance >= margin / 2
+        if not inside.any():
+            inside = distance > 0
+        ys, xs = np.nonzero(inside)
         i = int(self.rng.integers(0, len(xs)))
         return np.array([xs[i] * 2, ys[i] * 2], np.float32)
+
+    def _edge_distance(self, side):
+        """Distance (in half-resolution pixels) to the nearest non-lung or heart pixel, computed once per side."""
+        if side not in self._distances:
+            mask = ((self.lung_masks[side] > 0.5) & (self.heart_mask < 0.3))[::2, ::2].astype(np.uint8)
+            self._distances[side] = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+        return self._distances[side]
 
     def draw_anatomy(self) -> np.ndarray:
         """The normal chest as float32 in [0, 1] (bright = dense), before findings and pose."""
