@@ -109,6 +109,7 @@ def prepare(config: PrepareConfig, job: Job | None = None) -> PrepareResult:
     if info is not None and info.get("fingerprint") == fingerprint and (out / IMAGES_NAME).is_file():
         failed = _read_failed(out / FAILED_NAME)
         return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, True)
+    job.check()
     staging = _sibling(out, "building")
     try:
         failed = _build(staging, config, selection, fingerprint, job)
@@ -253,6 +254,8 @@ def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: 
                 images[i] = load_image(paths[i], config.size)
             except ImageReadError as error:
                 reasons[i] = str(error)
+            except cv2.error as error:  # a decodable file OpenCV still cannot resize: skip it all the same
+                reasons[i] = f"{paths[i]}: cannot resize ({error.err or error})"
         return min(start + CHUNK, len(paths)) - start
 
     workers = config.workers or os.cpu_count() or 1

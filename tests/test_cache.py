@@ -102,8 +102,7 @@ def test_a_corrupt_png_is_skipped_listed_and_counted(small_root, tmp_path):
 
 def test_a_cancelled_prepare_leaves_no_partial_cache_and_keeps_the_old_one(small_root, tmp_path):
     out = tmp_path / "c"
-    job = Job()
-    job.request_stop()
+    job = Job(on_progress=lambda progress: job.request_stop())  # stops once decoding has begun
     with pytest.raises(Cancelled):
         prepare(PrepareConfig(data=str(small_root), out=str(out), size=32), job=job)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nih"]
