@@ -14,12 +14,14 @@ from core.labels import DEFAULT_CLASSES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_json_reports_prepared_failed_per_class_and_seconds(demo_root, tmp_path, capsys):
+def test_json_reports_counts_and_seconds_and_a_rerun_reuses_the_cache(demo_root, tmp_path, capsys):
     code = main(["prepare", "--data", str(demo_root), "--out", str(tmp_path / "c"), "--size", "32", "--json"])
     answer = json.loads(capsys.readouterr().out)
     assert code == 0
     assert answer["prepared"] == 84 and answer["failed"] == 0 and answer["seconds"] >= 0
-    assert answer["per_class"] == {name: 12 for name in DEFAULT_CLASSES}
+    assert answer["per_class"] == {name: 12 for name in DEFAULT_CLASSES} and answer["reused"] is False
+    main(["prepare", "--data", str(demo_root), "--out", str(tmp_path / "c"), "--size", "32", "--json"])
+    assert json.loads(capsys.readouterr().out)["reused"] is True
 
 
 def test_the_table_names_the_cache_and_the_counts(demo_root, tmp_path, capsys):
