@@ -1,10 +1,9 @@
 """The Train tab: settings form, Start/Stop/Resume, live loss and accuracy plots, sample grid, log.
 
-Training is core's `train()` in a JobRunner thread; when no prepared cache is given it first runs
-core's `prepare()` on the open dataset into RUN/cache (as `train --data` does). The trainer's
-callbacks run on the training thread and only forward rows, grids and log lines through the runner's
-queued `message` signal; the plots are redrawn from a 10 Hz timer, never per message, so the window
-does not stutter however fast rows arrive.
+Training runs `app.training.train_job` (core's prepare, then core's `train()`) in a child process
+driven from a JobRunner thread (see app/process_job.py for why not a thread). Rows, grids and log
+lines arrive through the runner's queued `message` signal; the plots are redrawn from a 10 Hz timer,
+never per message, so the window does not stutter however fast rows arrive.
 """
 from __future__ import annotations
 
@@ -21,6 +20,8 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLin
                                QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from app.config_form import ConfigForm
+from app.process_job import run_in_process
+from app.training import train_job
 from app.workers import JobRunner
 from core.errors import UserError
 from core.gan.config import RESUMABLE_CHANGES, TrainConfig
@@ -37,36 +38,6 @@ FORM_SKIP = ("run", "cache", "resume")
 def gui_thread_count() -> int:
     """Leave one core to the window: TF gets all cores but one."""
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-def train_job(job, config: TrainConfig, dataset: str, classes: tuple[str, ...], emit):
-    """Worker side: prepare the cache if needed, then train; streams ('metrics'|'samples'|'log', ...)."""
-    from core.gan.trainer import TrainCallback, train
-
-    if not config.cache:
-        from core.cache import PrepareConfig, prepare
-
-        if not dataset:
-            raise UserError("Train: open a dataset first, or give a prepared cache folder")
-        out = Path(config.run) / "cache"
-        emit(("log", f"preparing {', '.join(classes)} at {config.size} px from {dataset} into {out}"))
-        result = prepare(PrepareConfig(data=dataset, out=str(out), classes=classes, size=config.size), job=job)
-        emit(("log", f"prepared {result.prepared} images ({'reused' if result.reused else 'new'}); "
-                     f"{len(result.failed)} unreadable"))
-        config = replace(config, cache=str(out))
-    job.check()
-
-    class Forward(TrainCallback):
-        def on_metrics(self, row):
-            emit(("metrics", row))
-
-        def on_samples(self, step, grid, path):
-            emit(("samples", step, grid))
-
-        def on_log(self, text):
-            emit(("log", text))
-
-    return train(config, job=job, callbacks=[Forward()])
 
 
 class LivePlots(QWidget):
@@ -293,8 +264,8 @@ class TrainPanel(QWidget):
             self.plots.clear()
         self.log.clear()
         self.append_log(f"{'resuming' if resume else 'starting'} {config.run}")
-        self.runner = JobRunner(train_job, config, self.dataset, classes, stream=True, min_interval=0.25,
-                                parent=self)
+        self.runner = JobRunner(run_in_process, train_job, config, self.dataset, classes, stream=True,
+                                min_interval=0.25, parent=self)
         self.runner.progress.connect(self._progress)
         self.runner.message.connect(self._message)
         self.runner.finished.connect(self._finished)
