@@ -49,7 +49,7 @@ class EvaluatePanel(QWidget):
         self._shown_run = ""
         self.run_edit.editingFinished.connect(self._run_typed)
         self.n_spin = self._spin(2, 20000, 500, "generated images per class")
-        self.steps_spin = self._spin(10, 100000, 400, "training steps of the evaluator classifier")
+        self.steps_spin = self._spin(10, 100000, 800, "training steps of the evaluator classifier")
         self.seeds_spin = self._spin(1, 20, 3, "augment-bench: classifier seeds per arm")
 
         form = QFormLayout()

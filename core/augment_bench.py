@@ -33,7 +33,7 @@ class AugmentBenchConfig:
     run: str
     data: str = ""                 # prepared cache or NIH dataset folder; "" = the run's own cache
     seeds: int = 3
-    steps: int = 400               # classifier updates, the same in both arms
+    steps: int = 800               # classifier updates, the same in both arms
     synthetic_per_class: int = 0   # 0 = the mean number of real training images per class
     out: str = ""                  # "" = RUN/evaluation
 

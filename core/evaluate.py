@@ -50,7 +50,7 @@ class EvaluateConfig:
     data: str = ""            # prepared cache or NIH dataset folder; "" = the run's own cache
     n: int = 500              # generated images per class
     seed: int = 0
-    classifier_steps: int = 400
+    classifier_steps: int = 800
     pairs: int = 200          # MS-SSIM pairs per class
     out: str = ""             # "" = RUN/evaluation
 

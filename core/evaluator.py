@@ -25,7 +25,7 @@ FEATURES_LAYER = "features"
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    steps: int = 400
+    steps: int = 800  # on the phantom data at 64 px: held-out accuracy 0.82 after 400 steps, 0.95 after 800
     batch: int = 64
     learning_rate: float = 1e-3
     width: int = 16

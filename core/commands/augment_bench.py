@@ -8,7 +8,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder holding generator.keras and config.json")
     parser.add_argument("--data", default="", help="prepared cache or NIH dataset folder (default: the run's cache)")
     parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per arm (default 3)")
-    parser.add_argument("--steps", type=int, default=400, help="classifier training steps, the same in both arms")
+    parser.add_argument("--steps", type=int, default=800, help="classifier training steps, the same in both arms")
     parser.add_argument("--synthetic-per-class", type=int, default=0, metavar="N",
                         help="synthetic images added per class (default: the mean real training count per class)")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")

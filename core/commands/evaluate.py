@@ -9,7 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="", help="prepared cache or NIH dataset folder (default: the run's cache)")
     parser.add_argument("--n", type=int, default=500, help="generated images per class (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents and the evaluator (default 0)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps of the evaluator classifier")
+    parser.add_argument("--steps", type=int, default=800, help="training steps of the evaluator classifier")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
