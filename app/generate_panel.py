@@ -1,7 +1,8 @@
 """The Generate tab: open a trained run, choose classes, counts and a seed, preview a grid, export.
 
-Loading the generator (TensorFlow), drawing the preview and exporting all run in JobRunner threads;
-the export goes through core's `export()`, which writes into a hidden folder and renames it into
+Opening the run, drawing the preview and exporting each run in a child process (app/generation.py,
+driven from a JobRunner thread), so TensorFlow never stalls the window; the export goes through
+core's `export()`, which writes into a hidden folder and renames it into
 place, so a stopped export leaves nothing half-written.
 """
 from __future__ import annotations
@@ -15,32 +16,10 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
+from app.generation import PREVIEW_COLUMNS, describe_run, export_images, preview_grid
+from app.process_job import run_in_process
 from app.workers import JobRunner
 from core.jobs import format_duration
-
-PREVIEW_COLUMNS = 8
-
-
-def load_job(job, run: str):
-    from core.generate import load_generator
-    return load_generator(run)
-
-
-def preview_job(job, generator, classes: list[str], seed: int):
-    """A grid with one row per chosen class, PREVIEW_COLUMNS images each, latent seeds seed, seed+1, ..."""
-    from core.gan.trainer import sample_grid
-
-    labels = np.repeat([generator.class_index(name) for name in classes], PREVIEW_COLUMNS)
-    seeds = np.tile(np.arange(seed, seed + PREVIEW_COLUMNS), len(classes))
-    images = generator.generate(labels, seeds)
-    job.check()
-    return sample_grid(images.astype(np.float32)[..., None] / 127.5 - 1.0, classes)
-
-
-def export_job(job, config, generator):
-    from core.export import export
-    return export(config, job=job, generator=generator)
-
 
 class GeneratePanel(QWidget):
     status = Signal(str)
@@ -48,7 +27,7 @@ class GeneratePanel(QWidget):
     def __init__(self, settings: QSettings, parent=None):
         super().__init__(parent)
         self.settings = settings
-        self.generator = None
+        self.generator: dict | None = None
         self.runner: JobRunner | None = None
         self._grid: QImage | None = None
 
@@ -57,7 +36,8 @@ class GeneratePanel(QWidget):
         choose = QToolButton(text="…", toolTip="Choose a trained run folder")
         choose.clicked.connect(self._choose_run)
         self.load_button = QPushButton("Open run")
-        self.load_button.setToolTip("Load the run's generator.keras (safe mode: no code from the file runs)")
+        self.load_button.setToolTip("Read the run's classes and model; preview and export load generator.keras "
+                                    "in safe mode (no code from the file runs)")
         self.load_button.clicked.connect(self.load_run)
         self.model_info = QLabel("No generator loaded")
         self.model_info.setWordWrap(True)
@@ -163,16 +143,16 @@ class GeneratePanel(QWidget):
             self._fail("Generate: choose a run folder")
             return
         self.model_info.setText(f"Loading {run}…")
-        self._start(load_job, run, on_finished=self._loaded)
+        self._start(describe_run, run, on_finished=self._loaded, in_process=False)
 
-    def _loaded(self, generator) -> None:
-        self.generator = generator
-        self.settings.setValue("generate/run", str(generator.run_dir))
-        self.model_info.setText(f"{generator.run_dir.name}: {len(generator.classes)} classes, "
-                                f"{generator.size}x{generator.size} px, latent {generator.latent_dim}, "
-                                f"sha256 {generator.short_hash}")
-        self.counts.setRowCount(len(generator.classes))
-        for row, name in enumerate(generator.classes):
+    def _loaded(self, info: dict) -> None:
+        self.generator = info
+        self.settings.setValue("generate/run", info["run_dir"])
+        self.model_info.setText(f"{Path(info['run_dir']).name}: {len(info['classes'])} classes, "
+                                f"{info['size']}x{info['size']} px, latent {info['latent_dim']}, "
+                                f"sha256 {info['sha256'][:10]}")
+        self.counts.setRowCount(len(info["classes"]))
+        for row, name in enumerate(info["classes"]):
             item = QTableWidgetItem(name)
             item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Checked)
@@ -191,7 +171,8 @@ class GeneratePanel(QWidget):
         if self.generator is None or not classes:
             self._fail("Generate: open a run and tick at least one class")
             return
-        self._start(preview_job, self.generator, classes, self.seed.value(), on_finished=self._show_preview)
+        self._start(preview_grid, self.generator["run_dir"], classes, self.seed.value(),
+                    on_finished=self._show_preview)
 
     def _show_preview(self, grid: np.ndarray) -> None:
         grid = np.ascontiguousarray(grid)
@@ -217,9 +198,9 @@ class GeneratePanel(QWidget):
             return
         out = self.out_edit.text().strip()
         self.settings.setValue("generate/out", out)
-        config = ExportConfig(run=str(self.generator.run_dir), out=out, counts=counts, seed=self.seed.value(),
+        config = ExportConfig(run=self.generator["run_dir"], out=out, counts=counts, seed=self.seed.value(),
                               size=self.size.value(), force=self.force.isChecked())
-        self._start(export_job, config, self.generator, on_finished=self._exported)
+        self._start(export_images, config, on_finished=self._exported)
 
     def _exported(self, result) -> None:
         message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
@@ -227,10 +208,13 @@ class GeneratePanel(QWidget):
         self.status.emit(message)
 
     # ---- plumbing
-    def _start(self, function, *args, on_finished) -> None:
+    def _start(self, function, *args, on_finished, in_process: bool = True) -> None:
         if self.runner is not None:
             return
-        self.runner = JobRunner(function, *args, parent=self)
+        if in_process:
+            self.runner = JobRunner(run_in_process, function, *args, parent=self)
+        else:
+            self.runner = JobRunner(function, *args, parent=self)
         self.runner.progress.connect(self._progress)
         self.runner.finished.connect(on_finished)
         self.runner.failed.connect(self._fail)
