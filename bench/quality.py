@@ -8,7 +8,8 @@
 3. trains the sngan in chunks of `--eval-every` steps (each chunk resumes the run, which is exact),
    and after each chunk the judge classifies 50 generated images per class from generator.keras;
    adherence = share of generated images the judge assigns to their conditioned class (chance 1/7).
-Stops at --steps or when the training time exceeds --minutes. Prints one table row per chunk.
+Stops at --steps or when the training time exceeds --minutes. Prints one table row per chunk; the
+verdict uses the last evaluation made within the budget.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def main() -> int:
 
     t = time.monotonic()
     model = train_classifier(np.asarray(cache.images[train_rows]), cache.labels[train_rows], len(cache.classes),
-                             ClassifierConfig(steps=400))
+                             ClassifierConfig(steps=1000))
     judge = Embedder(model)
     probs, _ = judge(np.asarray(cache.images[~train_rows]))
     real_acc = float((probs.argmax(axis=1) == cache.labels[~train_rows]).mean())
@@ -78,7 +79,7 @@ def main() -> int:
         overrides[name] = type(getattr(TrainConfig, name, value))(value) if hasattr(TrainConfig, name) else value
     run = work / "run"
     budget = args.minutes * 60
-    trained_s, cpu0, step = 0.0, time.process_time(), 0
+    trained_s, cpu0, step, within = 0.0, time.process_time(), 0, None
     print(f"{'step':>6} {'train_s':>8} {'img/s':>7} {'adherence':>9}  per class ({', '.join(cache.classes)})")
     while step < args.steps and trained_s < budget:
         step = min(args.steps, step + args.eval_every)
@@ -88,10 +89,13 @@ def main() -> int:
         summary = train(config)
         trained_s += summary.seconds
         score, per_class = adherence(run, judge, len(cache.classes))
+        if trained_s <= budget:
+            within = (step, trained_s, score)
         print(f"{step:>6} {trained_s:>8.0f} {summary.images_per_s:>7.1f} {score:>9.1%}  "
               + " ".join(f"{p:.0%}" for p in per_class), flush=True)
     cpu_min = (time.process_time() - cpu0) / 60
-    verdict = "PASS" if score >= 0.8 and trained_s <= budget else "FAIL"
+    step, trained_s, score = within or (step, trained_s, score)
+    verdict = "PASS" if within and score >= 0.8 else "FAIL"
     print(json.dumps({"adherence": round(score, 4), "steps": step, "train_minutes": round(trained_s / 60, 1),
                       "process_cpu_minutes": round(cpu_min, 1), "judge_real_accuracy": round(real_acc, 4),
                       "target": ">= 80% within 20 min", "verdict": verdict, "run": str(run)}))

@@ -112,8 +112,8 @@ class GanEngine:
         return output_layer(body(inputs, training=True))
 
     def _optimizer(self, lr: float):
-        if self.reference:
-            opt = keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.999)
+        if self.reference:   # the notebook's optimizer for both networks
+            opt = keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
         else:
             opt = keras.optimizers.Adam(lr, beta_1=self.config.beta_1, beta_2=self.config.beta_2)
         if self.config.precision == "mixed_float16":

@@ -86,7 +86,11 @@ def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, chann
 
 def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> keras.Model:
     """Spectral-norm convs down to 4x4, minibatch deviation, sum pooling, then a projection score and an
-    auxiliary class head. Call it on real and fake batches separately (the deviation is per call)."""
+    auxiliary class head. Call it on real and fake batches separately (the deviation is per call).
+
+    The class head is a plain Dense: it only feeds the class loss, which needs no Lipschitz bound, and
+    with spectral norm it learned the classes too slowly to steer the generator (bench/quality.py).
+    """
     blocks = _blocks(size)
     image = keras.Input(shape=(size, size, 1), name="image")
     label = keras.Input(shape=(), dtype="int32", name="label")
@@ -99,7 +103,7 @@ def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> k
     h = GlobalSumPool()(h)
     h = layers.Activation("linear", dtype="float32")(h)
     score = layers.Add(dtype="float32")([SNDense(1, dtype="float32")(h), ClassProjection(n_classes, dtype="float32")([h, label])])
-    logits = SNDense(n_classes, dtype="float32", name="class_logits")(h)
+    logits = layers.Dense(n_classes, dtype="float32", name="class_logits")(h)
     return keras.Model([image, label], [score, logits], name="sngan_discriminator")
 
 
