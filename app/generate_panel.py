@@ -45,6 +45,7 @@ class GeneratePanel(QWidget):
         self.counts = QTableWidget(0, 2)
         self.counts.setHorizontalHeaderLabels(["Class", "Images to export"])
         self.counts.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.counts.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
         self.counts.verticalHeader().setVisible(False)
         self.counts.setToolTip("Tick the classes to preview and export; set how many images of each")
         self.seed = QSpinBox(minimum=0, maximum=2_000_000_000, value=0)

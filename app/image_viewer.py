@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from core.annotations import Box
 
@@ -194,14 +194,25 @@ class MetadataPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.values: dict[str, QLabel] = {}
-        form = QFormLayout(self)
-        form.setContentsMargins(6, 6, 6, 6)
-        for key, title in self.FIELDS:
+        grid = QGridLayout(self)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.setVerticalSpacing(2)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        half = (len(self.FIELDS) + 1) // 2
+        for number, (key, title) in enumerate(self.FIELDS):
             label = QLabel("")
             label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-            label.setWordWrap(True)
             self.values[key] = label
-            form.addRow(f"{title}:", label)
+            caption = QLabel(f"{title}:")
+            caption.setObjectName("caption")
+            if key == "path":  # long: give it the whole last row
+                grid.addWidget(caption, half, 0)
+                grid.addWidget(label, half, 1, 1, 3)
+                continue
+            row, column = number % half, 2 * (number // half)
+            grid.addWidget(caption, row, column)
+            grid.addWidget(label, row, column + 1)
 
     def show_row(self, row: dict) -> None:
         row = dict(row)

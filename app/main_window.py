@@ -36,7 +36,9 @@ DEMO_NOTE = ("Demo data: these are procedural phantom images made by the app, no
 
 
 def demo_folder() -> Path:
-    return Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)) / "demo-dataset"
+    """In the user's data folder, beside core's annotation fallback (~/.local/share/cxr-workbench on Linux)."""
+    base = Path(QStandardPaths.writableLocation(QStandardPaths.GenericDataLocation))
+    return base / "cxr-workbench" / "demo-dataset"
 
 
 def _open_with_annotations(job, root: str):
@@ -312,6 +314,8 @@ class MainWindow(QMainWindow):
         splitter = self.settings.value("window/browse_splitter")
         if splitter is not None:
             self.browse.splitter.restoreState(splitter)
+        else:
+            self.browse.splitter.setSizes([820, 780])
 
     def closeEvent(self, event) -> None:
         if not self.train.confirm_close(self):

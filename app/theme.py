@@ -6,7 +6,8 @@ from pathlib import Path
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-STYLE_SHEET = Path(__file__).resolve().parents[1] / "resources" / "style.qss"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+STYLE_SHEET = RESOURCES / "style.qss"
 COLOURS = {
     QPalette.Window: "#1f242b", QPalette.WindowText: "#dde3ea", QPalette.Base: "#161a1f",
     QPalette.AlternateBase: "#1c2127", QPalette.ToolTipBase: "#2b323b", QPalette.ToolTipText: "#e8edf2",
@@ -25,4 +26,5 @@ def apply_theme(app: QApplication) -> None:
         palette.setColor(QPalette.Disabled, role, QColor("#69737f"))
     app.setPalette(palette)
     if STYLE_SHEET.exists():
-        app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
+        icons = (RESOURCES / "icons").as_posix()  # style sheets resolve url() against the working folder
+        app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8").replace("@ICONS@", icons))

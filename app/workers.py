@@ -12,7 +12,7 @@ import logging
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from core.errors import UserError
 from core.jobs import Cancelled, Job, Progress
@@ -76,7 +76,9 @@ class JobRunner(QObject):
         for name in ("progress", "message", "finished", "cancelled", "failed"):
             getattr(self._worker, name).connect(getattr(self, name))
         for name in ("finished", "cancelled", "failed"):
-            getattr(self._worker, name).connect(self._thread.quit)
+            # Direct: a queued quit would wait for the GUI thread's event loop, so `wait()` called on
+            # the GUI thread (closing the window) would never return. QThread.quit is thread-safe.
+            getattr(self._worker, name).connect(self._thread.quit, Qt.DirectConnection)
         self._thread.finished.connect(self.done)
 
     @property

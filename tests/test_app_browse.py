@@ -64,6 +64,16 @@ def test_sorting_by_age_orders_the_visible_rows(window):
     assert ages == sorted(ages, reverse=True)
 
 
+def test_thumbnail_grid_decodes_in_the_background_and_caches(window, qtbot):
+    panel = window.browse.panel
+    panel.as_grid.setChecked(True)
+    assert panel.stack.currentWidget() is panel.grid
+    path = window.index.table["path"].iat[panel.model.source_row(0)]
+    panel.grid_model.index(0).data(Qt.DecorationRole)  # asks for the thumbnail
+    qtbot.waitUntil(lambda: panel.cache.get(path) is not None, timeout=10000)
+    assert panel.cache.get(path).width() <= 128
+
+
 def test_selecting_an_image_shows_it_with_its_boxes(window):
     image = _select_image_with_boxes(window)
     viewer = window.browse.viewer

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
+from PySide6.QtWidgets import QMessageBox
 
 from app.train_panel import TrainPanel
 from core.gan.runs import RunPaths
@@ -62,7 +63,8 @@ def test_form_is_built_from_the_train_config_with_tooltips(panel):
     assert (config.size, config.batch, config.lr_g) == (32, 8, 2e-4)
 
 
-def test_training_feeds_the_plots_then_stops_with_a_checkpoint_and_stays_responsive(panel, qtbot, cache):
+def test_training_feeds_the_plots_and_closing_stops_it_with_a_checkpoint_while_staying_responsive(
+        panel, qtbot, cache, monkeypatch):
     panel.cache_edit.setText(str(cache))
     probe = GapProbe()
     probe.start()
@@ -71,9 +73,13 @@ def test_training_feeds_the_plots_then_stops_with_a_checkpoint_and_stays_respons
     qtbot.waitUntil(lambda: panel.plots.points("g_loss") >= 3, timeout=120000)
     assert panel.plots.points("d_acc_real") >= 3
     assert panel.progress.value() > 0 and "ETA" in panel.eta.text()
-    panel.stop()
+    probe.timer.stop()  # closing waits for the checkpoint on purpose: not part of the probe
+    asked = []
+    monkeypatch.setattr("app.train_panel.QMessageBox.question",
+                        lambda *args: asked.append(args[2]) or QMessageBox.Yes)
+    assert panel.confirm_close(panel) is True  # what the window's closeEvent calls
+    assert asked and "checkpoint" in asked[0]
     qtbot.waitUntil(lambda: panel.runner is None, timeout=60000)
-    probe.timer.stop()
     print(f"\nworst GUI gap during training: {probe.worst_ms} ms")
     paths = RunPaths(Path(panel.run_edit.text()))
     assert paths.latest_checkpoint() is not None
