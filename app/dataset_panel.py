@@ -145,7 +145,7 @@ class DatasetPanel(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        for column, width in enumerate((128, 170, 64, 44, 38, 44, 50)):
+        for column, width in enumerate((132, 140, 56, 40, 36, 40, 46)):
             self.table.setColumnWidth(column, width)
 
         self.grid_model = ThumbnailModel(self.model, [], self.cache, self)

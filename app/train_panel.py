@@ -228,8 +228,14 @@ class TrainPanel(QWidget):
             return
         self.form.set_values({f.name: getattr(saved, f.name) for f in fields(saved) if f.name in self.form.editors})
         self.cache_edit.setText(saved.cache)
-        for row in read_metrics(paths.metrics):
+        rows = read_metrics(paths.metrics)
+        for row in rows:
             self.plots.add(row)
+        last = rows[-1].get("step", 0) if rows else 0
+        checkpoint = paths.latest_checkpoint()
+        self.log.clear()
+        self.append_log(f"{paths.root}: {len(rows)} metrics rows up to step {last}; latest checkpoint: "
+                        f"{checkpoint.name if checkpoint else 'none'}. Resume continues from it.")
         samples = sorted(paths.samples.glob("step_*.png")) if paths.samples.is_dir() else []
         if samples:
             self._show_grid_image(QImage(str(samples[-1])))
