@@ -212,6 +212,8 @@ class MainWindow(QMainWindow):
             self.controller = AnnotationController(store, self)
             self.controller.saved.connect(self._saved)
             stack = self.controller.undo_stack
+            self.undo_action.setEnabled(False)
+            self.redo_action.setEnabled(False)
             stack.canUndoChanged.connect(self.undo_action.setEnabled)
             stack.canRedoChanged.connect(self.redo_action.setEnabled)
         self._set_editing_enabled(store is not None)
