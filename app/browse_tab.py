@@ -1,6 +1,7 @@
 """The Browse & annotate tab: browser on the left, viewer with its toolbar and metadata on the right."""
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
@@ -187,6 +188,8 @@ class BrowseTab(QWidget):
 
     def _labels_changed(self, image: str) -> None:
         self.controller.store.apply_to(self.index, images=[image])
-        self.panel.model.layoutChanged.emit()
+        rows = np.flatnonzero(self.index.table["image"].to_numpy() == image)
+        self.panel.model.refresh_text(self.index.table, rows)
+        self.panel.apply_filters()  # label counts and label filters follow the edit
         if image == self.image:
             self.metadata.values["finding_labels"].setText(self.controller.store.finding_labels(image))

@@ -56,6 +56,14 @@ class IndexTableModel(QAbstractTableModel):
             column = [name for name, _ in COLUMNS].index("n_boxes")
             self.dataChanged.emit(self.index(0, column), self.index(len(self.rows) - 1, column))
 
+    def refresh_text(self, table: pd.DataFrame, rows) -> None:
+        """Re-read the text columns of some table rows (an edited Finding Labels cell)."""
+        for name, _ in COLUMNS:
+            if name not in NUMERIC and name in table:
+                self._columns[name][rows] = table[name].iloc[rows].fillna("").astype(str).to_numpy(dtype=object)
+        if len(self.rows):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
+
     def set_mask(self, mask: np.ndarray) -> None:
         self.beginResetModel()
         self.rows = np.flatnonzero(mask)

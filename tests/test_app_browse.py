@@ -145,6 +145,8 @@ def test_edited_finding_labels_update_the_table_and_survive_reopening(window, qt
     row = window.index.table.index[window.index.table["image"] == image][0]
     assert window.index.table.at[row, "finding_labels"] == "Mass|Nodule"
     assert window.browse.metadata.values["finding_labels"].text() == "Mass|Nodule"
+    model = window.browse.panel.model
+    assert model.index(model.view_row(row), 1).data() == "Mass|Nodule"
     window.index = None
     window.open_dataset(str(dataset))
     qtbot.waitUntil(lambda: window.index is not None, timeout=10000)
