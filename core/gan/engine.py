@@ -24,8 +24,6 @@ from core.gan.augment import diff_augment
 from core.gan.config import TrainConfig
 from core.gan.models import build_models
 
-METRIC_NAMES = ("d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake")
-STATE_GROUPS = ("g", "d", "ema", "opt_g", "opt_d")
 
 
 def make_strategy(name: str):

@@ -63,22 +63,27 @@ def _blocks(size: int) -> int:
     return blocks
 
 
+def _width(channels: int, base: int, resolution: int) -> int:
+    """Channels at `resolution`: `channels` at `base` px, x2 per halving, between 8 and 8 * channels."""
+    return int(min(8 * channels, max(8, channels * base // resolution)))
+
+
 def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, channels: int = 32) -> keras.Model:
     """4x4 seed, then per block: nearest upsample, 3x3 conv, class-conditional batch norm, ReLU.
 
     The class enters twice: an embedding concatenated to z, and the scale/shift of every batch norm.
-    Width halves per block from min(8, 2**blocks) * channels down to `channels`.
+    Width depends on the resolution only (`channels` at 64 px, halving per doubling, at most 8x), so
+    each extra block for 128 or 256 px adds a constant cost instead of quadrupling it.
     """
     blocks = _blocks(size)
     z, label = _inputs(latent_dim)
-    width = [channels * min(8, 2 ** (blocks - i)) for i in range(blocks + 1)]
     h = layers.Concatenate()([z, layers.Embedding(n_classes, 32, name="class_embedding")(label)])
-    h = layers.Dense(4 * 4 * width[0], use_bias=False)(h)
-    h = layers.Reshape((4, 4, width[0]))(h)
+    h = layers.Dense(4 * 4 * _width(channels, 64, 4), use_bias=False)(h)
+    h = layers.Reshape((4, 4, _width(channels, 64, 4)))(h)
     h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
     for i in range(1, blocks + 1):
         h = layers.UpSampling2D(2)(h)
-        h = layers.Conv2D(width[i], 3, padding="same", use_bias=False)(h)
+        h = layers.Conv2D(_width(channels, 64, 4 * 2 ** i), 3, padding="same", use_bias=False)(h)
         h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
     out = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32", name="to_image")(h)
     return keras.Model([z, label], out, name="sngan_generator")
@@ -94,9 +99,9 @@ def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> k
     blocks = _blocks(size)
     image = keras.Input(shape=(size, size, 1), name="image")
     label = keras.Input(shape=(), dtype="int32", name="label")
-    h = layers.LeakyReLU(0.2)(SNConv2D(channels // 2, 3)(image))
-    for i in range(blocks):
-        h = SNConv2D(channels * min(8, 2 ** i), 4, strides=2)(h)
+    h = layers.LeakyReLU(0.2)(SNConv2D(_width(channels, 32, size), 3)(image))
+    for i in range(1, blocks + 1):
+        h = SNConv2D(_width(channels, 32, size // 2 ** i), 4, strides=2)(h)
         h = layers.LeakyReLU(0.2)(h)
     h = MinibatchStdDev()(h)
     h = layers.LeakyReLU(0.2)(SNConv2D(channels * 8, 3)(h))
