@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from core.annotations import Box
 
@@ -39,8 +39,8 @@ class DrawingViewBox(pg.ViewBox):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.draw_mode = False
-        self._rubber = pg.RectROI([0, 0], [1, 1], pen=pg.mkPen("#00e5ff", width=2, style=Qt.DashLine),
-                                  movable=False, resizable=False)
+        self._rubber = QGraphicsRectItem()
+        self._rubber.setPen(pg.mkPen("#00e5ff", width=2, style=Qt.DashLine, cosmetic=True))
         self._rubber.setVisible(False)
         self.addItem(self._rubber, ignoreBounds=True)
 
@@ -57,8 +57,7 @@ class DrawingViewBox(pg.ViewBox):
             if rect.width() >= 2 and rect.height() >= 2:
                 self.box_drawn.emit(rect)
             return
-        self._rubber.setPos(rect.topLeft(), update=False)
-        self._rubber.setSize(rect.size())
+        self._rubber.setRect(rect)
         self._rubber.setVisible(True)
 
 

@@ -168,3 +168,32 @@ def test_a_failed_autosave_is_reported_and_kept_unsaved(window, dataset, monkeyp
     window.close()
     assert not window.controller.store.dirty, "closing the window retries the save"
     assert read_bbox_list(target)[image][-1].w == 20
+
+
+def test_a_mouse_drag_in_draw_mode_draws_a_box_in_image_pixels(window, qtbot):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtTest import QTest
+
+    window.resize(1200, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    window.browse.panel.select_view_row(0)
+    image = window.browse.image
+    before = len(window.controller.store.boxes(image))
+    viewer = window.browse.viewer
+    viewer.fit()
+    window.browse.draw_button.setChecked(True)
+    view = viewer.image_view.ui.graphicsView
+
+    def at(x, y):
+        return view.mapFromScene(viewer.view_box.mapViewToScene(QPointF(x, y)))
+
+    QTest.mousePress(view.viewport(), Qt.LeftButton, Qt.NoModifier, at(60, 60))
+    for step in range(1, 11):
+        QTest.mouseMove(view.viewport(), at(60 + 8 * step, 60 + 6 * step))
+    QTest.mouseRelease(view.viewport(), Qt.LeftButton, Qt.NoModifier, at(140, 120))
+    boxes = window.controller.store.boxes(image)
+    assert len(boxes) == before + 1
+    drawn = boxes[-1]
+    assert drawn.label == window.browse.finding.currentText()
+    assert (drawn.x, drawn.y, drawn.w, drawn.h) == pytest.approx((60, 60, 80, 60), abs=2)
