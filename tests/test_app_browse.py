@@ -197,3 +197,42 @@ def test_a_mouse_drag_in_draw_mode_draws_a_box_in_image_pixels(window, qtbot):
     drawn = boxes[-1]
     assert drawn.label == window.browse.finding.currentText()
     assert (drawn.x, drawn.y, drawn.w, drawn.h) == pytest.approx((60, 60, 80, 60), abs=2)
+
+
+def test_a_folder_that_is_not_a_dataset_is_named_in_the_error(qtbot, tmp_path, monkeypatch):
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    errors = []
+    monkeypatch.setattr(win, "show_error", errors.append)
+    empty = tmp_path / "not-nih"
+    empty.mkdir()
+    win.open_dataset(str(empty))
+    qtbot.waitUntil(lambda: bool(errors), timeout=10000)
+    assert str(empty) in errors[0]
+    assert win.index is None
+
+
+def test_a_corrupt_annotation_file_is_reported_and_never_overwritten(qtbot, tmp_path, dataset, monkeypatch):
+    folder = dataset / PROJECT_FOLDER
+    folder.mkdir()
+    (folder / "annotations.csv").write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\nbroken row\n")
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    errors = []
+    monkeypatch.setattr(win, "show_error", errors.append)
+    win.open_dataset(str(dataset))
+    qtbot.waitUntil(lambda: win.index is not None, timeout=10000)
+    assert errors and "annotations.csv, line 2" in errors[0]
+    assert win.controller is None and not win.browse.draw_button.isEnabled()
+    assert "broken row" in (folder / "annotations.csv").read_text()
+
+
+def test_export_menu_writes_coco_json_with_image_sizes(window, tmp_path, monkeypatch):
+    import json
+
+    target = tmp_path / "boxes.json"
+    monkeypatch.setattr("app.main_window.QFileDialog.getSaveFileName", lambda *args: (str(target), ""))
+    window.export_coco.trigger()
+    document = json.loads(target.read_text())
+    assert len(document["annotations"]) == len(window.index.boxes)
+    assert all(image["width"] > 0 for image in document["images"])
