@@ -6,7 +6,7 @@ keystroke before filtering, so typing never queues a filter per character.
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QComboBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView, QListWidget,
                                QListWidgetItem, QRadioButton, QSpinBox, QStackedWidget, QTableView,
                                QToolButton, QVBoxLayout, QWidget)

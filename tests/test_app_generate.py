@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings
 
 from app.generate_panel import GeneratePanel
 
