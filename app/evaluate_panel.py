@@ -1,8 +1,8 @@
 """The Evaluate tab: run `core.evaluate` / `core.augment_bench` in a worker and show their reports and plots.
 
-The panel only gathers the user's choices into core's config dataclasses, starts the job in a
-`JobRunner` and displays what comes back (report tables, the PNG plots core wrote into the run's
-`evaluation/` folder). Opening a run that was evaluated before shows its saved reports at once.
+The panel only gathers the user's choices into core's config dataclasses, starts the job in a child
+process (app/process_job.py) driven from a `JobRunner` and displays what comes back (report tables,
+the PNG plots core wrote into the run's `evaluation/` folder). Opening a run that was evaluated before shows its saved reports at once.
 """
 from __future__ import annotations
 
@@ -15,20 +15,12 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QHeaderVie
                                QProgressBar, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
+from app.evaluation_jobs import augment_bench_job, evaluate_job
+from app.process_job import run_in_process
 from app.workers import JobRunner
 
 PLOT_TITLES = {"confusion": "Confusion", "accuracy": "Accuracy", "diversity": "Diversity",
                "nearest": "Nearest training images", "augment": "Augmentation"}
-
-
-def _evaluate_job(job, config):
-    from core.evaluate import evaluate
-    return evaluate(config, job)
-
-
-def _augment_job(job, config):
-    from core.augment_bench import augment_bench
-    return augment_bench(config, job)
 
 
 def _cell(value) -> str:
@@ -163,14 +155,14 @@ class EvaluatePanel(QWidget):
 
         config = EvaluateConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
                                 n=self.n_spin.value(), classifier_steps=self.steps_spin.value())
-        self._start(_evaluate_job, config, self.show_report, "Evaluating")
+        self._start(evaluate_job, config, self.show_report, "Evaluating")
 
     def start_augment_bench(self) -> None:
         from core.augment_bench import AugmentBenchConfig
 
         config = AugmentBenchConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
                                     seeds=self.seeds_spin.value(), steps=self.steps_spin.value())
-        self._start(_augment_job, config, self.show_augment_report, "Augmentation bench")
+        self._start(augment_bench_job, config, self.show_augment_report, "Augmentation bench")
 
     def stop(self) -> None:
         if self._runner is not None:
@@ -183,7 +175,7 @@ class EvaluatePanel(QWidget):
         if not config.run:
             self._fail("Choose a run folder first.")
             return
-        runner = JobRunner(function, config, parent=self)
+        runner = JobRunner(run_in_process, function, config, parent=self)
         runner.progress.connect(self._progress)
         runner.finished.connect(on_result)
         runner.finished.connect(lambda _: self.status.setText(f"{what}: done."))
