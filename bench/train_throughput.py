@@ -14,6 +14,7 @@ Configurations:
   reference_noxla  the same without XLA (shows what the compiled output layer buys)
   reference_xlastep  the whole step compiled by XLA instead of only the output layer
   reference_b16 our `reference` at batch 16 (the per-image rate at a larger batch)
+  reference_bf16  our `reference` in mixed_bfloat16
   sngan64/128   our sngan, batch 64, fp32 and mixed_bfloat16
 Ratios are against `notebook` per image. The machine is shared: the load average is printed.
 """
@@ -35,6 +36,7 @@ CONFIGS = {
     "notebook": dict(arch="notebook", size=128, batch=4),
     "reference": dict(arch="reference", size=128, batch=4, xla="last_layer"),
     "reference_b16": dict(arch="reference", size=128, batch=16, xla="last_layer"),
+    "reference_bf16": dict(arch="reference", size=128, batch=4, xla="last_layer", precision="mixed_bfloat16"),
     "reference_noxla": dict(arch="reference", size=128, batch=4, xla="off"),
     "reference_xlastep": dict(arch="reference", size=128, batch=4, xla="step"),
     "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),

@@ -251,8 +251,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"replicas": 2, "step": 2}
     first = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
-    # losses are summed over replicas and divided by the global batch: a hinge loss starts near 1, not 2
-    assert 0.3 < first["d_loss_real"] < 1.7 and 0.3 < first["d_loss_fake"] < 1.7
+    # losses are summed over replicas and divided by the global batch. Before D has learned anything,
+    # relu(1 - s) + relu(1 + s) = 2 for |s| <= 1; averaging per replica and then summing would give 4.
+    assert 1.5 < first["d_loss_real"] + first["d_loss_fake"] < 3.0
     assert 0.0 <= first["d_acc_real"] <= 1.0 and first["d_acc_real"] * 6 == pytest.approx(round(first["d_acc_real"] * 6), abs=1e-3)
     assert (tmp_path / "run" / "generator.keras").exists()
 
