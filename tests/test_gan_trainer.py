@@ -99,13 +99,14 @@ def test_stop_request_ends_after_the_current_step_and_saves(tmp_path):
     job = Job()
 
     class StopAtTwo(TrainCallback):
-        def on_metrics(self, row):
-            if row["step"] == 2:
+        def on_samples(self, step, grid, path):
+            if step == 2:
                 job.request_stop()
 
-    summary = train(tiny_config(tmp_path / "run", steps=50), job=job, callbacks=[StopAtTwo()],
+    summary = train(tiny_config(tmp_path / "run", steps=50, log_every=10, sample_every=2), job=job, callbacks=[StopAtTwo()],
                     data=synthetic_data())
     assert summary.stopped and summary.step == 2
+    assert [row["step"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]  # partial interval kept
     assert (tmp_path / "run" / "checkpoints" / "step_0000002.npz").exists()
     assert (tmp_path / "run" / "generator.keras").exists()
 

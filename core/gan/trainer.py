@@ -211,6 +211,31 @@ class _Run:
         return np.tile(z, (k, 1)), np.repeat(np.arange(k, dtype=np.int32), SAMPLE_COLUMNS)
 
 
+class _Interval:
+    """Metric sums since the last metrics row; `flush` writes their averages as the next row."""
+
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.start = time.monotonic()
+
+    def add(self, values: dict) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def flush(self, run: "_Run", step: int, elapsed: float) -> dict:
+        if not self.count:
+            return {}
+        rate = self.count * run.config.batch / max(1e-9, time.monotonic() - self.start)
+        row = run.emit_row(step, self.sums, self.count, rate, elapsed)
+        self._reset()
+        return row
+
+
 def _check_finite(values: dict, step: int, run: "_Run") -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
@@ -260,19 +285,15 @@ def _loop(run: _Run) -> RunSummary:
 
     batches = iter(engine.strategy.distribute_datasets_from_function(dataset_fn))
     t0 = time.monotonic()
-    sums: dict[str, float] = {}
-    count, interval_start, last, stopped, step = 0, time.monotonic(), {}, False, start
+    interval = _Interval()
+    last, stopped, step = {}, False, start
     for step in range(start + 1, run.total + 1):
         values = engine.train_step(next(batches), step - 1)
         _check_finite(values, step, run)
-        for key, value in values.items():
-            sums[key] = sums.get(key, 0.0) + value
-        count += 1
+        interval.add(values)
         elapsed = run.elapsed_before + time.monotonic() - t0
         if step % config.log_every == 0 or step == run.total:
-            rate = count * config.batch / max(1e-9, time.monotonic() - interval_start)
-            last = run.emit_row(step, sums, count, rate, elapsed)
-            sums, count, interval_start = {}, 0, time.monotonic()
+            last = interval.flush(run, step, elapsed)
         if step % run.sample_interval == 0 or step == run.total:
             run.save_samples(engine, step, z_fixed, y_fixed)
         if step % config.checkpoint_every == 0 and step != run.total:
@@ -280,6 +301,7 @@ def _loop(run: _Run) -> RunSummary:
         run.job.report(step, run.total, f"d_real {values['d_loss_real']:.3f} d_fake {values['d_loss_fake']:.3f} "
                                         f"g {values['g_loss']:.3f}")
         if run.job.stop_requested:
+            last = interval.flush(run, step, elapsed) or last   # keep the steps since the last row
             stopped = True
             break
     seconds = time.monotonic() - t0
