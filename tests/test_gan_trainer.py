@@ -268,3 +268,9 @@ def test_multiworker_non_chief_workers_write_their_own_folder(monkeypatch, tmp_p
     assert _worker_run_folder(config) == str(tmp_path / "run")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
     assert _worker_run_folder(config) == str(tmp_path / "run" / "worker_1")
+
+
+def test_r1_penalty_and_cutout_train(tmp_path):
+    summary = train(tiny_config(tmp_path / "run", steps=1, r1_gamma=1.0, augment="translation,cutout,color"),
+                    data=synthetic_data())
+    assert summary.step == 1 and all(np.isfinite(v) for k, v in summary.metrics.items() if k.startswith("d_"))

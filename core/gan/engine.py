@@ -213,8 +213,8 @@ class GanEngine:
     def _r1_penalty(self, real, labels):
         with tf.GradientTape() as tape:
             tape.watch(real)
-            score = self.discriminator([real, labels], training=True)[0]
-        grad = tape.gradient(tf.reduce_sum(score), real)
+            score = tf.reduce_sum(self.discriminator([real, labels], training=True)[0])
+        grad = tape.gradient(score, real)
         return 0.5 * self.config.r1_gamma * _sum_over(tf.square(grad), self.real_global)
 
     def _update_ema(self, step):
