@@ -10,7 +10,8 @@ Configurations:
                 generator.predict) with the trainable fix: D's train function is traced while D is
                 trainable, before it is frozen in the combined model; batch 4 because a batch-100
                 step takes ~9 minutes on this CPU
-  reference     our `reference` (same model, one compiled step, XLA for the 16x16 output conv)
+  reference     our `reference` (same model, one compiled step, FFT weight gradient for the 16x16 conv)
+  reference_xlalast  the same with that conv compiled by XLA instead
   reference_noxla  the same without XLA (shows what the compiled output layer buys)
   reference_xlastep  the whole step compiled by XLA instead of only the output layer
   reference_b16 our `reference` at batch 16 (the per-image rate at a larger batch)
@@ -34,9 +35,10 @@ sys.path.insert(0, str(REPO))
 
 CONFIGS = {
     "notebook": dict(arch="notebook", size=128, batch=4),
-    "reference": dict(arch="reference", size=128, batch=4, xla="last_layer"),
-    "reference_b16": dict(arch="reference", size=128, batch=16, xla="last_layer"),
-    "reference_bf16": dict(arch="reference", size=128, batch=4, xla="last_layer", precision="mixed_bfloat16"),
+    "reference": dict(arch="reference", size=128, batch=4, xla="fft"),
+    "reference_xlalast": dict(arch="reference", size=128, batch=4, xla="last_layer"),
+    "reference_b16": dict(arch="reference", size=128, batch=16, xla="fft"),
+    "reference_bf16": dict(arch="reference", size=128, batch=4, xla="fft", precision="mixed_bfloat16"),
     "reference_noxla": dict(arch="reference", size=128, batch=4, xla="off"),
     "reference_xlastep": dict(arch="reference", size=128, batch=4, xla="step"),
     "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),

@@ -17,7 +17,7 @@ ARCHITECTURES = ("sngan", "reference")
 SIZES = (32, 64, 128, 256)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
-XLA_MODES = ("auto", "off", "last_layer", "step")
+XLA_MODES = ("auto", "off", "last_layer", "step", "fft")
 AUGMENTATIONS = ("translation", "cutout", "color")
 
 # Fields that may change between a run and its resume (how long, how often, how fast, where from).
@@ -55,9 +55,10 @@ class TrainConfig:
     balanced: bool = _f(True, "Sample classes equally often in each batch.")
     precision: str = _f("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
                         choices=PRECISIONS)
-    xla: str = _f("auto", "XLA compilation: 'step' compiles the whole train step, 'last_layer' only the "
-                          "generator's output convolution (avoids TensorFlow's very slow CPU kernel for the "
-                          "reference's 16x16 conv), 'off' none; 'auto' = last_layer for reference, off for sngan.",
+    xla: str = _f("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
+                          "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "
+                          "(both avoid TensorFlow's very slow CPU kernel for the reference's 16x16 conv), "
+                          "'off' = plain; 'auto' = fft for reference, off for sngan.",
                   choices=XLA_MODES)
     strategy: str = _f("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
                        choices=STRATEGIES)
@@ -101,7 +102,7 @@ class TrainConfig:
     def xla_mode(self) -> str:
         if self.xla != "auto":
             return self.xla
-        return "last_layer" if self.arch == "reference" else "off"
+        return "fft" if self.arch == "reference" else "off"
 
     def augment_policies(self) -> tuple[str, ...]:
         names = tuple(p.strip() for p in self.augment.split(",") if p.strip())

@@ -79,27 +79,33 @@ class GanEngine:
             self.opt_g.build(self.generator.trainable_variables)
             self.opt_d.build(self.discriminator.trainable_variables)
         self._seed = tf.constant([config.seed, 0x5EED], tf.int64)
-        self._last_layer = self._compiled_output_layer() if config.xla_mode() == "last_layer" else None
+        mode = config.xla_mode()
+        self._last_layer = self._fast_output_layer(mode) if mode in ("last_layer", "fft") else None
         self._step = tf.function(self._global_step, jit_compile=config.xla_mode() == "step",
                                  reduce_retracing=True)
         self._generate = tf.function(lambda z, y: self.ema([z, y], training=False))
 
-    def _compiled_output_layer(self):
-        """(body model, XLA-compiled output conv) for training: same variables, same maths as `to_image`.
+    def _fast_output_layer(self, mode: str):
+        """(body model, output conv) for training: same variables, same maths as the layer `to_image`.
 
         TensorFlow's CPU kernel for the weight gradient of the reference's Conv2D(1, 16x16) on 128
-        channels takes seconds per image; the XLA-compiled function (forward and its gradient) avoids
-        it. The saved generator is unchanged: this only changes how the training step computes it.
+        channels takes seconds per image. 'last_layer' compiles that conv (forward and gradient) with
+        XLA; 'fft' computes its weight gradient in the frequency domain (core/gan/fft_conv.py). The
+        saved generator is unchanged: only the training step computes the layer differently.
         """
+        from core.gan.fft_conv import conv2d_same_fft_grad
+
         last = self.generator.get_layer("to_image")
         body = keras.Model(self.generator.inputs, last.input)
         activation = last.activation
 
-        @tf.function(jit_compile=True)
         def output_layer(x, kernel, bias):
             x = tf.cast(x, kernel.dtype)
-            return activation(tf.nn.conv2d(x, kernel, 1, last.padding.upper()) + bias)
+            conv = conv2d_same_fft_grad(x, kernel) if mode == "fft" else tf.nn.conv2d(x, kernel, 1, "SAME")
+            return activation(conv + bias)
 
+        if mode == "last_layer":
+            output_layer = tf.function(output_layer, jit_compile=True)
         return body, lambda x: output_layer(x, last.kernel.value, last.bias.value)
 
     def _generator_train(self, inputs):
