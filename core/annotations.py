@@ -28,6 +28,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from core.atomic import atomic_write_text
 from core.errors import UserError
 from core.labels import LABEL_INDEX, NIH_LABELS, canonical_label
 
@@ -88,21 +89,6 @@ def annotation_folder(dataset_root: Path, user_data_dir: Path | None = None) -> 
     digest = hashlib.sha1(str(dataset_root).encode("utf-8")).hexdigest()[:12]
     fallback = Path(user_data_dir or default_user_data_dir()) / "annotations" / f"{dataset_root.name}-{digest}"
     return fallback, f"{dataset_root} is not writable: annotations are kept in {fallback}"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file in the same folder, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _format_number(value: float) -> str:
@@ -281,8 +267,8 @@ class AnnotationStore:
         writer.writerow(["Image Index", "Finding Labels"])
         writer.writerows(sorted(self._labels.items()))
         try:
-            write_atomically(self.boxes_path, bbox_list_text(self._boxes))
-            write_atomically(self.labels_path, labels.getvalue())
+            atomic_write_text(self.boxes_path, bbox_list_text(self._boxes))
+            atomic_write_text(self.labels_path, labels.getvalue())
         except OSError as error:
             self.dirty = True
             raise AnnotationError(f"{self.folder}: could not save annotations ({error.strerror or error})") from error
@@ -292,7 +278,7 @@ class AnnotationStore:
     def export_bbox_list(self, path: Path) -> int:
         """Write all current boxes as a BBox_List CSV; returns the number of boxes."""
         try:
-            write_atomically(Path(path), bbox_list_text(self._boxes))
+            atomic_write_text(Path(path), bbox_list_text(self._boxes))
         except OSError as error:
             raise AnnotationError(f"{path}: could not write ({error.strerror or error})") from error
         return sum(len(items) for items in self._boxes.values())
@@ -301,7 +287,7 @@ class AnnotationStore:
         """Write the current boxes as COCO detection JSON; `sizes` maps image -> (width, height)."""
         document = coco_document(self._boxes, sizes)
         try:
-            write_atomically(Path(path), json.dumps(document, indent=1))
+            atomic_write_text(Path(path), json.dumps(document, indent=1))
         except OSError as error:
             raise AnnotationError(f"{path}: could not write ({error.strerror or error})") from error
         return len(document["annotations"])

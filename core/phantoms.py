@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.atomic import atomic_write_text
 from core.errors import UserError
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES
@@ -97,8 +98,8 @@ def write_demo_dataset(out, per_class: int = 40, size: int = 512, seed: int = 0,
     folders = _folder_names(len(rows))
     _write_marker(out, params, folders, complete=False)
     boxes = _write_images(out, rows, folders, size, seed, job)
-    _atomic_write_text(out / DATA_ENTRY_NAME, _data_entry_text(rows, size), newline="\r\n")
-    _atomic_write_text(out / BBOX_NAME, _bbox_text(boxes), newline="\n")
+    atomic_write_text(out / DATA_ENTRY_NAME, _data_entry_text(rows, size), newline="\r\n")
+    atomic_write_text(out / BBOX_NAME, _bbox_text(boxes), newline="\n")
     _write_marker(out, params, folders, complete=True)
     return out
 
@@ -566,13 +567,6 @@ def _bbox_text(boxes: dict[str, list[Box]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str, newline: str) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", encoding="utf-8", newline=newline) as handle:
-        handle.write(text)
-    os.replace(temp, path)
-
-
 def _previous_demo(out: Path) -> dict | None:
     """The marker of an earlier demo dataset in `out`; raises UserError if `out` holds anything else."""
     if out.exists() and not out.is_dir():
@@ -608,4 +602,4 @@ def _clear_previous(out: Path, previous: dict | None) -> None:
 def _write_marker(out: Path, params: dict, folders: list[str], complete: bool) -> None:
     text = json.dumps({"generator": "cxr-workbench phantoms", "params": params, "folders": folders,
                        "complete": complete}, indent=1)
-    _atomic_write_text(out / MARKER, text, newline="\n")
+    atomic_write_text(out / MARKER, text, newline="\n")

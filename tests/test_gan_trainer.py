@@ -11,7 +11,8 @@ import pytest
 from core.errors import UserError
 from core.gan.config import TrainConfig
 from core.gan.data import TrainingData, sample_indices
-from core.gan.runs import atomic_write_bytes, read_metrics
+from core.atomic import atomic_write_bytes
+from core.gan.runs import read_metrics
 from core.gan.trainer import TrainCallback, TrainingDiverged, train
 from core.jobs import Job
 

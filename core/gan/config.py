@@ -123,7 +123,7 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: Path) -> None:
-        from core.gan.runs import atomic_write_text
+        from core.atomic import atomic_write_text
         atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod

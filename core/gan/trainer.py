@@ -27,7 +27,8 @@ import numpy as np
 from core.errors import UserError
 from core.gan.config import TrainConfig
 from core.gan.data import TrainingData, make_dataset, open_cache
-from core.gan.runs import RunPaths, append_metrics, atomic_write_bytes, truncate_metrics
+from core.atomic import atomic_write_bytes
+from core.gan.runs import RunPaths, append_metrics, truncate_metrics
 from core.jobs import Job
 
 SAMPLE_COLUMNS = 8
