@@ -24,7 +24,7 @@ from app.generate_panel import GeneratePanel
 from app.theme import apply_theme
 from app.train_panel import TrainPanel
 from app.workers import JobRunner
-from core.annotations import AnnotationError, AnnotationStore
+from core.annotations import AnnotationError, open_store
 from core.dataset import open_dataset
 from core.phantoms import is_demo_dataset, write_demo_dataset
 
@@ -44,9 +44,8 @@ def demo_folder() -> Path:
 def _open_with_annotations(job, root: str):
     """Worker side: read the index and the user's annotation overlay (no Qt here)."""
     index = open_dataset(root, job=job)
-    labels = dict(zip(index.table["image"], index.table["finding_labels"]))
     try:
-        store = AnnotationStore(index.root, index.boxes, labels)
+        store = open_store(index)
     except AnnotationError as error:
         return index, None, str(error)
     store.apply_to(index)

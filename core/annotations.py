@@ -86,9 +86,31 @@ def annotation_folder(dataset_root: Path, user_data_dir: Path | None = None) -> 
     preferred = dataset_root / PROJECT_FOLDER
     if _writable_folder(preferred):
         return preferred, ""
-    digest = hashlib.sha1(str(dataset_root).encode("utf-8")).hexdigest()[:12]
-    fallback = Path(user_data_dir or default_user_data_dir()) / "annotations" / f"{dataset_root.name}-{digest}"
+    fallback = _fallback_folder(dataset_root, user_data_dir)
     return fallback, f"{dataset_root} is not writable: annotations are kept in {fallback}"
+
+
+def _fallback_folder(dataset_root: Path, user_data_dir: Path | None) -> Path:
+    digest = hashlib.sha1(str(dataset_root).encode("utf-8")).hexdigest()[:12]
+    return Path(user_data_dir or default_user_data_dir()) / "annotations" / f"{dataset_root.name}-{digest}"
+
+
+def open_store(index, user_data_dir: Path | None = None) -> "AnnotationStore":
+    """The annotation store of an opened DatasetIndex: its boxes and labels overlaid with saved edits."""
+    labels = dict(zip(index.table["image"], index.table["finding_labels"]))
+    return AnnotationStore(index.root, index.boxes, labels, user_data_dir)
+
+
+def apply_saved_edits(index, user_data_dir: Path | None = None) -> int:
+    """Apply the user's saved annotation edits to `index`, creating nothing; returns the number of
+    images whose Finding Labels were edited. Used by `prepare`, so training sees the corrected labels."""
+    root = Path(index.root).resolve()
+    for folder in (root / PROJECT_FOLDER, _fallback_folder(root, user_data_dir)):
+        if (folder / BOXES_FILE).exists() or (folder / LABELS_FILE).exists():
+            store = open_store(index, user_data_dir)
+            store.apply_to(index)
+            return len(store.edited_labels())
+    return 0
 
 
 def _format_number(value: float) -> str:

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.annotations import apply_saved_edits
 from core.dataset import DatasetIndex, open_dataset
 from core.errors import UserError
 from core.images import ImageReadError, load_image
@@ -103,6 +104,7 @@ def prepare(config: PrepareConfig, job: Job | None = None) -> PrepareResult:
     out = Path(config.out)
     _check_out_folder(out)
     index = open_dataset(config.data, split_seed=config.seed)
+    apply_saved_edits(index)  # Finding Labels corrected in the app are the ones training learns
     selection = select_images(index, config.classes, config.multi_label)
     fingerprint = _fingerprint(config, selection)
     info = _read_info(out)

@@ -136,3 +136,25 @@ def test_bad_class_lists_are_rejected_naming_the_option(small_root, tmp_path, cl
 def test_opening_a_folder_that_is_not_a_cache_says_so(tmp_path):
     with pytest.raises(CacheError, match="not a prepared cache"):
         PreparedCache.open(tmp_path)
+
+
+def test_finding_labels_corrected_in_the_app_are_what_the_cache_learns(small_root, tmp_path):
+    from core.annotations import open_store
+
+    index = open_dataset(small_root)
+    image = index.table.loc[index.table["finding_labels"] == "Mass", "image"].iloc[0]
+    first = prepare(PrepareConfig(data=str(small_root), out=str(tmp_path / "c"), size=32))
+    open_store(index, user_data_dir=tmp_path / "user").set_finding_labels(image, ["Nodule"])
+
+    second = prepare(PrepareConfig(data=str(small_root), out=str(tmp_path / "c"), size=32))
+    meta = PreparedCache.open(tmp_path / "c").meta.set_index("image")
+    assert not second.reused, "an edited label must rebuild the cache"
+    assert meta.loc[image, "class"] == "Nodule"
+    assert second.per_class["Mass"] == first.per_class["Mass"] - 1
+    assert second.per_class["Nodule"] == first.per_class["Nodule"] + 1
+
+
+def test_prepare_creates_nothing_in_a_dataset_without_edits(small_root, tmp_path):
+    before = sorted(p.name for p in small_root.iterdir())
+    prepare(PrepareConfig(data=str(small_root), out=str(tmp_path / "c"), size=32))
+    assert sorted(p.name for p in small_root.iterdir()) == before
