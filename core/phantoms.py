@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.annotations import Box
 from core.atomic import atomic_write_text
 from core.errors import UserError
 from core.jobs import Cancelled, Job
@@ -68,15 +69,6 @@ class PhantomRow:
     sex: str
     view: str
     number: int
-
-
-@dataclass(frozen=True)
-class Box:
-    label: str
-    x: float
-    y: float
-    w: float
-    h: float
 
 
 def write_demo_dataset(out, per_class: int = 40, size: int = 512, seed: int = 0, job: Job | None = None) -> Path:
