@@ -125,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        state = "stopped" if summary.stopped else "finished"
-        print(f"{state} at step {summary.step}/{summary.total_steps} in {summary.seconds:.1f} s "
-              f"({summary.images_per_s:.1f} images/s); generator: {summary.generator}")
+        # the trainer has already logged "finished/stopped at step N/M"
+        print(f"{summary.seconds:.1f} s, {summary.images_per_s:.1f} images/s; generator: {summary.generator}")
     return 0
