@@ -54,19 +54,19 @@ class BrowseTab(QWidget):
         self.demo_banner.setWordWrap(True)
         self.demo_banner.hide()
 
-        tools = QHBoxLayout()
-        tools.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.draw_button, QLabel("Finding:"), self.finding, self.delete_button,
-                       self.labels_button):
-            tools.addWidget(widget)
-        tools.addStretch(1)
-        for widget in (self.boxes_button, self.invert_button, fit, levels):
-            tools.addWidget(widget)
-
+        # Two rows (annotation, then view): in one row their width set the viewer's minimum and
+        # squeezed the table's View and Boxes columns behind a scroll bar in a 1500 px window.
         viewer_side = QWidget()
         viewer_layout = QVBoxLayout(viewer_side)
         viewer_layout.setContentsMargins(0, 0, 0, 0)
-        viewer_layout.addLayout(tools)
+        for group in ((self.draw_button, QLabel("Finding:"), self.finding, self.delete_button, self.labels_button),
+                      (self.boxes_button, self.invert_button, fit, levels)):
+            row = QHBoxLayout()
+            row.setContentsMargins(0, 0, 0, 0)
+            for widget in group:
+                row.addWidget(widget)
+            row.addStretch(1)
+            viewer_layout.addLayout(row)
         viewer_split = QSplitter(Qt.Vertical)
         viewer_split.addWidget(self.viewer)
         viewer_split.addWidget(self.metadata)

@@ -316,7 +316,7 @@ class MainWindow(QMainWindow):
         if splitter is not None:
             self.browse.splitter.restoreState(splitter)
         else:
-            self.browse.splitter.setSizes([820, 780])
+            self.browse.splitter.setSizes([850, 650])   # the table shows all its columns at 1500 px
 
     def closeEvent(self, event) -> None:
         if not self.train.confirm_close(self):
