@@ -6,7 +6,7 @@ import sys
 
 def _main() -> int:
     if len(sys.argv) > 1:
-        from core.cli import main as cli_main
+        from cli.main import main as cli_main
         return cli_main(sys.argv[1:])
     from app.main_window import run_app
     return run_app(sys.argv)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout
 
-from core.annotations import AnnotationError, AnnotationStore, Box, normalise_finding_labels
+from core.data.annotations import AnnotationError, AnnotationStore, Box, normalise_finding_labels
 from core.labels import NIH_LABELS, split_labels
 
 

@@ -8,9 +8,9 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSplitter, QToolB
 from app.annotation_tools import AnnotationController, FindingLabelsDialog
 from app.dataset_panel import DatasetPanel
 from app.image_viewer import ImageViewer, MetadataPanel
-from core.annotations import BOX_LABELS, AnnotationError, boxes_from_frame
+from core.data.annotations import BOX_LABELS, AnnotationError, boxes_from_frame
 from core.errors import UserError
-from core.images import load_image
+from core.data.images import load_image
 
 
 class BrowseTab(QWidget):

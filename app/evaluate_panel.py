@@ -1,4 +1,4 @@
-"""The Evaluate tab: run `core.evaluate` / `core.augment_bench` in a worker and show their reports and plots.
+"""The Evaluate tab: run `core.evaluation.evaluate` / `core.evaluation.augment_bench` in a worker and show their reports and plots.
 
 The panel only gathers the user's choices into core's config dataclasses, starts the job in a child
 process (app/process_job.py) driven from a `JobRunner` and displays what comes back (report tables,
@@ -151,14 +151,14 @@ class EvaluatePanel(QWidget):
 
     # ---- running
     def start_evaluation(self) -> None:
-        from core.evaluate import EvaluateConfig
+        from core.evaluation.evaluate import EvaluateConfig
 
         config = EvaluateConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
                                 n=self.n_spin.value(), classifier_steps=self.steps_spin.value())
         self._start(evaluate_job, config, self.show_report, "Evaluating")
 
     def start_augment_bench(self) -> None:
-        from core.augment_bench import AugmentBenchConfig
+        from core.evaluation.augment_bench import AugmentBenchConfig
 
         config = AugmentBenchConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
                                     seeds=self.seeds_spin.value(), steps=self.steps_spin.value())
@@ -227,7 +227,7 @@ class EvaluatePanel(QWidget):
         self.plots[key].setText("" if not pixmap.isNull() else f"{path.name}: no plot")
 
     def show_report(self, report: dict) -> None:
-        from core.evaluate import report_table
+        from core.evaluation.evaluate import report_table
 
         self._fill(self.table, *report_table(report))
         cond, memo = report["conditional_accuracy"], report["memorisation"]
@@ -245,7 +245,7 @@ class EvaluatePanel(QWidget):
         self.report_ready.emit(report)
 
     def show_augment_report(self, report: dict) -> None:
-        from core.augment_bench import gain_text, report_table
+        from core.evaluation.augment_bench import gain_text, report_table
 
         self._fill(self.augment_table, *report_table(report))
         self.augment_summary.setText(f"Held-out real test images: {report['test_images']}. {gain_text(report)}.")

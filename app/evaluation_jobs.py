@@ -7,10 +7,10 @@ from __future__ import annotations
 
 
 def evaluate_job(job, config, emit=None) -> dict:
-    from core.evaluate import evaluate
+    from core.evaluation.evaluate import evaluate
     return evaluate(config, job)
 
 
 def augment_bench_job(job, config, emit=None) -> dict:
-    from core.augment_bench import augment_bench
+    from core.evaluation.augment_bench import augment_bench
     return augment_bench(config, job)

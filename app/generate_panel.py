@@ -191,7 +191,7 @@ class GeneratePanel(QWidget):
         self._rescale()
 
     def export(self) -> None:
-        from core.export import ExportConfig
+        from core.export.export import ExportConfig
 
         counts = {name: n for name, n in self.chosen_counts().items() if n > 0}
         if self.generator is None or not counts:

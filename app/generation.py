@@ -12,7 +12,7 @@ def describe_run(job, run: str) -> dict:
     The generator itself is loaded, in safe mode and checked, by the preview and export jobs."""
     from pathlib import Path
 
-    from core.generate import MODEL_FILE, GeneratorError, file_sha256, read_run_config
+    from core.export.generator import MODEL_FILE, GeneratorError, file_sha256, read_run_config
 
     config = read_run_config(Path(run))
     classes = config.get("classes")
@@ -27,8 +27,8 @@ def describe_run(job, run: str) -> dict:
 
 def preview_grid(job, run: str, classes: list[str], seed: int, emit=None) -> np.ndarray:
     """A uint8 grid with one row per class, PREVIEW_COLUMNS images each, latent seeds seed, seed+1, ..."""
-    from core.gan.trainer import sample_grid
-    from core.generate import load_generator
+    from core.render import sample_grid
+    from core.export.generator import load_generator
 
     generator = load_generator(run)
     job.check()
@@ -39,6 +39,6 @@ def preview_grid(job, run: str, classes: list[str], seed: int, emit=None) -> np.
 
 
 def export_images(job, config, emit=None):
-    from core.export import export
+    from core.export.export import export
 
     return export(config, job=job)

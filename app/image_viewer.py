@@ -13,7 +13,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsRectItem, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from core.annotations import Box
+from core.data.annotations import Box
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 

@@ -24,9 +24,9 @@ from app.generate_panel import GeneratePanel
 from app.theme import apply_theme
 from app.train_panel import TrainPanel
 from app.workers import JobRunner
-from core.annotations import AnnotationError, open_store
-from core.dataset import open_dataset
-from core.phantoms import is_demo_dataset, write_demo_dataset
+from core.data.annotations import AnnotationError, open_store
+from core.data.dataset import open_dataset
+from core.data.phantoms import is_demo_dataset, write_demo_dataset
 
 log = logging.getLogger(__name__)
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"

@@ -13,7 +13,7 @@ from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QRunnable,
 from PySide6.QtGui import QColor, QImage, QPixmap
 
 from core.errors import UserError
-from core.images import load_image
+from core.data.images import load_image
 
 THUMB_SIZE = 128
 

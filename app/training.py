@@ -13,7 +13,7 @@ def train_job(job, config: TrainConfig, dataset: str, classes: tuple[str, ...], 
     from core.gan.trainer import TrainCallback, train
 
     if not config.cache:
-        from core.cache import PrepareConfig, prepare
+        from core.data.cache import PrepareConfig, prepare
 
         if not dataset:
             raise UserError("Train: open a dataset first, or give a prepared cache folder")

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.export import Demographics, ExportConfig, export  # noqa: E402
-from core.generate import latent_batch, load_generator, to_uint8  # noqa: E402
+from core.export.export import Demographics, ExportConfig, export  # noqa: E402
+from core.export.generator import latent_batch, load_generator, to_uint8  # noqa: E402
 from core.labels import DEFAULT_CLASSES  # noqa: E402
 
 SIZE, LATENT, CHANNELS = 128, 100, 32

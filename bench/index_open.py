@@ -111,7 +111,7 @@ def naive_open(root):
 MEASURE_OPEN = """
 import json, resource, sys, time, tracemalloc
 sys.path.insert(0, sys.argv[1])
-from core.dataset import open_dataset
+from core.data.dataset import open_dataset
 rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 times = []
 for _ in range(int(sys.argv[3])):
@@ -137,7 +137,7 @@ MEASURE_MULTI_HOT = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np, pandas as pd
-from core.dataset import _multi_hot
+from core.data.dataset import _multi_hot
 from core.labels import NIH_LABELS
 text = pd.read_csv(sys.argv[2] + "/Data_Entry_2017_v2020.csv.gz", usecols=[1], dtype=str).iloc[:, 0]
 lines = np.arange(len(text))

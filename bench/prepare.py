@@ -1,7 +1,7 @@
 """Is `prepare` faster than the plain way of building the same cache?
 
 Reference: one process, a loop of `cv2.imread(path, IMREAD_GRAYSCALE)` + `cv2.resize(..., INTER_AREA)`
-into a preallocated array, over exactly the files our prepare selects. Ours: `core.cache.prepare` end to
+into a preallocated array, over exactly the files our prepare selects. Ours: `core.data.cache.prepare` end to
 end (opening the dataset, fingerprinting, decoding on all cores, writing the memmap and the tables) into
 a fresh folder each time, so it is never a cache hit. The files are read once beforehand so both run on
 a warm page cache; the two are alternated --repeat times and the best time of each is compared (the
@@ -28,9 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.cache import PrepareConfig, prepare, select_images  # noqa: E402
-from core.dataset import open_dataset  # noqa: E402
-from core.phantoms import write_demo_dataset  # noqa: E402
+from core.data.cache import PrepareConfig, prepare, select_images  # noqa: E402
+from core.data.dataset import open_dataset  # noqa: E402
+from core.data.phantoms import write_demo_dataset  # noqa: E402
 
 
 def reference_loop(paths: list[str], size: int) -> tuple[float, float]:
@@ -83,7 +83,7 @@ def main() -> int:
     print(f"\n{n} PNGs of 512x512 -> {args.size}x{args.size}, {os.cpu_count()} cores, best of {args.repeat}")
     print(f"{'method':<44} {'seconds':>8} {'ms/image':>9} {'cpu s':>6} {'cores used':>10} {'ratio':>6}")
     for name, wall, cpu in (("reference: 1 process imread + resize(AREA)", loop, loop_cpu),
-                            ("ours: core.cache.prepare (end to end)", best, best_cpu)):
+                            ("ours: core.data.cache.prepare (end to end)", best, best_cpu)):
         print(f"{name:<44} {wall:>8.2f} {wall / n * 1000:>9.2f} {cpu:>6.2f} {cpu / wall:>10.2f} {loop / wall:>6.2f}")
     print(f"all runs (wall s): reference {', '.join(f'{t:.2f}' for t, _ in loop_runs)}; "
           f"ours {', '.join(f'{t:.2f}' for t, _ in our_runs)}")

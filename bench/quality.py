@@ -3,7 +3,7 @@
     .venv/bin/python bench/quality.py [--minutes 20] [--steps 3000] [--eval-every 500] [--per-class 120]
 
 1. writes the phantom demo dataset and prepares a 64 px cache (all seven default classes);
-2. trains a small judge classifier on the REAL training images (core.evaluator: GroupNorm, so its
+2. trains a small judge classifier on the REAL training images (core.evaluation.classifier: GroupNorm, so its
    inference mode is honest) and reports its accuracy on the real val/test images;
 3. trains the sngan in chunks of `--eval-every` steps (each chunk resumes the run, which is exact),
    and after each chunk the judge classifies 50 generated images per class from generator.keras;
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 
 def adherence(run: Path, judge, n_classes: int, per_class: int = 50) -> tuple[float, list[float]]:
-    from core.generate import latent_batch, load_generator, to_uint8
+    from core.export.generator import latent_batch, load_generator, to_uint8
 
     generator = load_generator(run)
     labels = np.repeat(np.arange(n_classes, dtype=np.int32), per_class)
@@ -49,11 +49,11 @@ def main() -> int:
                         help="override a TrainConfig field, e.g. --set ac_weight=0.5")
     args = parser.parse_args()
 
-    from core.cache import PrepareConfig, PreparedCache, prepare
-    from core.evaluator import ClassifierConfig, Embedder, train_classifier
+    from core.data.cache import PrepareConfig, PreparedCache, prepare
+    from core.evaluation.classifier import ClassifierConfig, Embedder, train_classifier
     from core.gan.config import TrainConfig
     from core.gan.trainer import train
-    from core.phantoms import write_demo_dataset
+    from core.data.phantoms import write_demo_dataset
 
     work = Path(args.work or tempfile.mkdtemp(prefix="gan_quality_"))
     t = time.monotonic()

@@ -12,6 +12,6 @@ import pytest
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """A small phantom dataset in NIH layout, made once per test session. Treat it as read-only."""
-    from core.phantoms import write_demo_dataset
+    from core.data.phantoms import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "nih", per_class=12, size=256, seed=0)

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from core.annotations import (AnnotationError, AnnotationStore, Box, BBOX_HEADER, PROJECT_FOLDER,
+from core.data.annotations import (AnnotationError, AnnotationStore, Box, BBOX_HEADER, PROJECT_FOLDER,
                               read_bbox_list)
 
 ORIGINAL_BOXES = pd.DataFrame({
@@ -78,7 +78,7 @@ def test_a_failed_save_keeps_the_store_dirty_and_says_why(tmp_path):
 
 
 def test_a_read_only_dataset_falls_back_to_the_user_data_folder(tmp_path, monkeypatch):
-    import core.annotations as annotations
+    import core.data.annotations as annotations
     dataset = tmp_path / "readonly"
     dataset.mkdir()
     real = annotations._writable_folder

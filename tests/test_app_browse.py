@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QRectF, QSettings, Qt
 
 from app.main_window import MainWindow
-from core.annotations import BBOX_HEADER, PROJECT_FOLDER, read_bbox_list
+from core.data.annotations import BBOX_HEADER, PROJECT_FOLDER, read_bbox_list
 
 
 @pytest.fixture

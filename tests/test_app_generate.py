@@ -11,7 +11,7 @@ from app.generate_panel import GeneratePanel
 
 @pytest.fixture(scope="module")
 def trained_run(demo_root, tmp_path_factory):
-    from core.cache import PrepareConfig, prepare
+    from core.data.cache import PrepareConfig, prepare
     from core.gan.config import TrainConfig
     from core.gan.trainer import train
 

@@ -17,7 +17,7 @@ TINY = {"size": 32, "batch": 8, "steps": 400, "channels": 8, "latent_dim": 16, "
 
 @pytest.fixture(scope="module")
 def cache(demo_root, tmp_path_factory):
-    from core.cache import PrepareConfig, prepare
+    from core.data.cache import PrepareConfig, prepare
 
     out = tmp_path_factory.mktemp("cache") / "cache32"
     prepare(PrepareConfig(data=str(demo_root), out=str(out), size=32))

@@ -37,6 +37,6 @@ def test_the_rule_detects_a_qt_import(tmp_path):
 
 
 def test_cli_help_does_not_import_tensorflow():
-    code = "import sys; from core.cli import build_parser; build_parser(only='index'); print('tensorflow' in sys.modules)"
+    code = "import sys; from cli.main import build_parser; build_parser(only='index'); print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

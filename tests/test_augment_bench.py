@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from core.augment_bench import AugmentBenchConfig, augment_bench
-from core.evaluate import RealData
+from core.evaluation.augment_bench import AugmentBenchConfig, augment_bench
+from core.evaluation.evaluate import RealData
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
 
 FAST = dict(seeds=2, steps=50)
@@ -44,7 +44,7 @@ def test_the_report_gives_per_class_scores_with_spread_over_seeds_and_is_saved(t
 def test_auc_is_one_for_a_perfect_ranking_and_a_half_for_ties():
     import numpy as np
 
-    from core.evaluator import auc_one_vs_rest
+    from core.evaluation.classifier import auc_one_vs_rest
 
     labels = np.array([0, 0, 1, 1])
     perfect = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
@@ -54,7 +54,7 @@ def test_auc_is_one_for_a_perfect_ranking_and_a_half_for_ties():
 
 
 def test_augment_bench_command_prints_the_table_and_the_gain(demo_root, tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
     from core.labels import DEFAULT_CLASSES
 
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cache import CacheError, PrepareConfig, PreparedCache, prepare
-from core.dataset import open_dataset
-from core.images import load_image
+from core.data.cache import CacheError, PrepareConfig, PreparedCache, prepare
+from core.data.dataset import open_dataset
+from core.data.images import load_image
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES, split_labels
-from core.phantoms import write_demo_dataset
+from core.data.phantoms import write_demo_dataset
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_opening_a_folder_that_is_not_a_cache_says_so(tmp_path):
 
 
 def test_finding_labels_corrected_in_the_app_are_what_the_cache_learns(small_root, tmp_path):
-    from core.annotations import open_store
+    from core.data.annotations import open_store
 
     index = open_dataset(small_root)
     image = index.table.loc[index.table["finding_labels"] == "Mass", "image"].iloc[0]

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.dataset import DatasetError, _plain_entry_rows, _quoted_entry_rows, open_dataset
+from core.data.dataset import DatasetError, _plain_entry_rows, _quoted_entry_rows, open_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENTRY = (FIXTURES / "Data_Entry_2017.csv").read_bytes()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import DatasetError, open_dataset
+from core.data.dataset import DatasetError, open_dataset
 from core.errors import UserError
 from core.jobs import Job
 from core.labels import LABEL_INDEX, NIH_LABELS

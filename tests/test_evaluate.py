@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.evaluate import (EvaluateConfig, RealData, evaluate, frechet_distance, kernel_inception_distance,
+from core.evaluation.evaluate import (EvaluateConfig, RealData, evaluate, frechet_distance, kernel_inception_distance,
                            mean_pairwise_ms_ssim, memorisation_ratios, ms_ssim, ms_ssim_scales, nearest_distances,
                            pixel_vectors)
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
@@ -112,7 +112,7 @@ def test_nearest_distance_finds_the_exact_copy_and_the_copy_ratio_is_zero_only_f
 
 
 def test_evaluate_command_prepares_the_real_data_and_prints_the_report(demo_root, tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
     from core.labels import DEFAULT_CLASSES
 
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))

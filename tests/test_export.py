@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from core.export import Demographics, ExportConfig, export, neutralise_cell, parse_counts, regenerate
+from core.export.export import Demographics, ExportConfig, export, neutralise_cell, parse_counts, regenerate
 from core.jobs import Cancelled, Job
 from tests.test_generate import TOY_CLASSES, write_toy_run
 
@@ -90,7 +90,7 @@ def test_labels_and_counts_follow_the_request_and_demographics_follow_the_class(
 
 
 def test_every_png_says_it_is_synthetic_and_names_its_model(exported, toy_run):
-    from core.generate import file_sha256
+    from core.export.generator import file_sha256
 
     sha = file_sha256(toy_run / "generator.keras")
     for path in list((exported / "images").iterdir())[:5]:
@@ -115,7 +115,7 @@ def test_a_bfloat16_export_is_close_to_float32_and_regenerates_exactly(toy_run, 
            demographics=_demographics())
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "bfloat16"
-    from core.generate import load_generator
+    from core.export.generator import load_generator
 
     full = load_generator(toy_run)
     for entry in manifest["images"]:
@@ -185,7 +185,7 @@ def test_an_unknown_class_is_a_user_error(toy_run, tmp_path):
 
 
 def test_generate_command_exports_with_demographics_from_a_real_dataset(demo_root, tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
     from core.labels import DEFAULT_CLASSES
 
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
@@ -203,7 +203,7 @@ def test_generate_command_exports_with_demographics_from_a_real_dataset(demo_roo
 
 
 def test_generate_command_refuses_a_file_that_is_not_a_generator(tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
 
     (tmp_path / "config.json").write_text(json.dumps({"size": 32, "latent_dim": 8, "classes": ["Mass"]}))
     (tmp_path / "generator.keras").write_bytes(b"PK\x03\x04 not really a zip")

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import UserError
 from core.gan.config import TrainConfig
-from core.gan.data import TrainingData, sample_indices
+from core.gan.batches import TrainingData, sample_indices
 from core.atomic import atomic_write_bytes
 from core.gan.runs import read_metrics
 from core.gan.trainer import TrainCallback, TrainingDiverged, train
@@ -75,7 +75,7 @@ def test_a_run_writes_config_metrics_samples_checkpoint_and_generator(tmp_path):
     generator = keras.models.load_model(run / "generator.keras", safe_mode=True)
     out = generator.predict([np.zeros((2, 16), np.float32), np.array([0, 2], np.int32)], verbose=0)
     assert out.shape == (2, 32, 32, 1) and out.dtype == np.float32 and np.abs(out).max() <= 1.0
-    from core.generate import load_generator
+    from core.export.generator import load_generator
 
     loaded = load_generator(run)                         # the export side reads the same run folder
     assert loaded.classes == ["Atelectasis", "Effusion", "Nodule"] and loaded.latent_dim == 16

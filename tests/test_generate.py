@@ -85,7 +85,7 @@ def toy_run(tmp_path_factory):
 
 
 def test_an_image_is_the_same_whether_drawn_in_a_batch_or_alone(toy_run):
-    from core.generate import load_generator
+    from core.export.generator import load_generator
 
     generator = load_generator(toy_run, batch_size=16)
     labels = np.arange(40) % 3
@@ -98,14 +98,14 @@ def test_an_image_is_the_same_whether_drawn_in_a_batch_or_alone(toy_run):
 
 
 def test_different_seeds_give_different_images_of_the_same_class(toy_run):
-    from core.generate import load_generator
+    from core.export.generator import load_generator
 
     images = load_generator(toy_run).generate([1, 1], [1, 2])
     assert np.abs(images[0].astype(int) - images[1]).mean() > 1
 
 
 def test_latent_vector_depends_only_on_its_seed():
-    from core.generate import latent_vector
+    from core.export.generator import latent_vector
 
     np.testing.assert_array_equal(latent_vector(7, 16), latent_vector(7, 16))
     assert not np.array_equal(latent_vector(7, 16), latent_vector(8, 16))
@@ -113,7 +113,7 @@ def test_latent_vector_depends_only_on_its_seed():
 
 
 def test_a_file_that_is_not_a_keras_model_gets_a_clear_error(tmp_path):
-    from core.generate import GeneratorError, load_generator
+    from core.export.generator import GeneratorError, load_generator
 
     (tmp_path / "config.json").write_text(json.dumps({"size": 32, "latent_dim": 8, "classes": ["Mass"]}))
     (tmp_path / "generator.keras").write_bytes(b"this is not a model")
@@ -124,7 +124,7 @@ def test_a_file_that_is_not_a_keras_model_gets_a_clear_error(tmp_path):
 def test_a_keras_model_with_another_signature_is_not_taken_for_a_generator(tmp_path):
     import keras
 
-    from core.generate import GeneratorError, load_generator
+    from core.export.generator import GeneratorError, load_generator
 
     inputs = keras.Input((32, 32, 1))
     keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs))).save(tmp_path / "generator.keras")
@@ -136,7 +136,7 @@ def test_a_keras_model_with_another_signature_is_not_taken_for_a_generator(tmp_p
 def test_a_model_carrying_python_code_is_refused_by_the_safe_loader(tmp_path):
     import keras
 
-    from core.generate import GeneratorError, load_generator
+    from core.export.generator import GeneratorError, load_generator
 
     z = keras.Input((8,))
     label = keras.Input((), dtype="int32")
@@ -148,7 +148,7 @@ def test_a_model_carrying_python_code_is_refused_by_the_safe_loader(tmp_path):
 
 
 def test_a_folder_without_config_is_not_a_run(tmp_path):
-    from core.generate import GeneratorError, load_generator
+    from core.export.generator import GeneratorError, load_generator
 
     with pytest.raises(GeneratorError, match="config.json"):
         load_generator(tmp_path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from core.images import ImageReadError, letterbox, load_image
+from core.data.images import ImageReadError, letterbox, load_image
 
 
 def write_png(path, array) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from cli.main import main
 from tests.test_dataset import HEADER, ROW, make_root, write_entry
 
 ROOT = Path(__file__).resolve().parents[1]

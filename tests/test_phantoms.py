@@ -13,7 +13,7 @@ import pytest
 from core.errors import UserError
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES, split_labels
-from core.phantoms import BBOX_HEADER, render_phantom, write_demo_dataset
+from core.data.phantoms import BBOX_HEADER, render_phantom, write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -168,7 +168,7 @@ def test_a_cancelled_run_is_rebuilt_by_the_next_one(tmp_path):
 
 
 def test_demo_data_command_writes_the_dataset_without_importing_tensorflow(tmp_path):
-    code = ("import sys; from core.cli import main; "
+    code = ("import sys; from cli.main import main; "
             f"code = main(['demo-data', {str(tmp_path / 'd')!r}, '--per-class', '1', '--size', '64']); "
             "print(code, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -177,7 +177,7 @@ def test_demo_data_command_writes_the_dataset_without_importing_tensorflow(tmp_p
 
 
 def test_demo_data_command_answers_a_foreign_folder_with_exit_code_2(tmp_path, capsys):
-    from core.cli import main
+    from cli.main import main
 
     (tmp_path / "x.png").write_bytes(b"")
     assert main(["demo-data", str(tmp_path), "--per-class", "1", "--size", "64"]) == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from cli.main import main
 from core.labels import DEFAULT_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_a_missing_dataset_folder_exits_2(tmp_path, capsys):
 
 
 def test_prepare_never_imports_tensorflow(demo_root, tmp_path):
-    code = ("import sys; from core.cli import main; "
+    code = ("import sys; from cli.main import main; "
             f"code = main(['prepare', '--data', {str(demo_root)!r}, '--out', {str(tmp_path / 'c')!r}, '--size', '16']); "
             "print(code, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

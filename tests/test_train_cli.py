@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from core.cli import main
+from cli.main import main
 from core.gan.runs import read_metrics
 
 TINY = ["--size", "32", "--batch", "8", "--channels", "8", "--latent-dim", "16", "--log-every", "1"]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from core.errors import UserError
+from core.options import option
 
 ARCHITECTURES = ("sngan", "reference")
 SIZES = (32, 64, 128, 256)
@@ -25,49 +26,45 @@ RESUMABLE_CHANGES = frozenset({"steps", "epochs", "resume", "threads", "log_ever
                                "checkpoint_every", "cache", "strategy", "xla"})
 
 
-def _f(default, help_text: str, **extra):
-    return field(default=default, metadata={"help": help_text, **extra})
-
-
 @dataclass
 class TrainConfig:
-    run: str = _f("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.")
-    cache: str = _f("", "Prepared cache folder (from `prepare`); its 'train' split is used.")
-    arch: str = _f("sngan", "Architecture: 'sngan' (modern, fast) or 'reference' (the notebook model).",
+    run: str = option("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.")
+    cache: str = option("", "Prepared cache folder (from `prepare`); its 'train' split is used.")
+    arch: str = option("sngan", "Architecture: 'sngan' (modern, fast) or 'reference' (the notebook model).",
                    choices=ARCHITECTURES)
-    size: int = _f(64, "Image side in pixels; must equal the cache's size.", choices=SIZES)
-    batch: int = _f(64, "Images per step (for 'reference': half real, half fake per D update).")
-    steps: int = _f(2000, "Training steps; used when epochs is 0.")
-    epochs: int = _f(0, "Passes over the training images; when > 0 it overrides steps.")
-    seed: int = _f(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.")
-    latent_dim: int = _f(100, "Length of the latent vector z.")
-    channels: int = _f(32, "sngan width: channels of the last generator block (doubles per block).")
-    lr_g: float = _f(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).")
-    lr_d: float = _f(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).")
-    beta_1: float = _f(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).")
-    beta_2: float = _f(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).")
-    ac_weight: float = _f(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
+    size: int = option(64, "Image side in pixels; must equal the cache's size.", choices=SIZES)
+    batch: int = option(64, "Images per step (for 'reference': half real, half fake per D update).")
+    steps: int = option(2000, "Training steps; used when epochs is 0.")
+    epochs: int = option(0, "Passes over the training images; when > 0 it overrides steps.")
+    seed: int = option(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.")
+    latent_dim: int = option(100, "Length of the latent vector z.")
+    channels: int = option(32, "sngan width: channels of the last generator block (doubles per block).")
+    lr_g: float = option(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).")
+    lr_d: float = option(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).")
+    beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).")
+    beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).")
+    ac_weight: float = option(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
                                "conditioned labels). 0 disables it.")
-    r1_gamma: float = _f(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
-    augment: str = _f("translation,color", "DiffAugment policies applied to real and fake images "
+    r1_gamma: float = option(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
+    augment: str = option("translation,color", "DiffAugment policies applied to real and fake images "
                                                   "(comma separated; empty = none).")
-    ema_decay: float = _f(0.999, "Decay of the EMA generator used for samples and export.")
-    balanced: bool = _f(True, "Sample classes equally often in each batch.")
-    precision: str = _f("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
+    ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.")
+    balanced: bool = option(True, "Sample classes equally often in each batch.")
+    precision: str = option("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
                         choices=PRECISIONS)
-    xla: str = _f("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
+    xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
                           "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "
                           "(both avoid TensorFlow's very slow CPU kernel for the reference's 16x16 conv), "
                           "'off' = plain; 'auto' = fft for reference, off for sngan.",
                   choices=XLA_MODES)
-    strategy: str = _f("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
+    strategy: str = option("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
                        choices=STRATEGIES)
-    threads: int = _f(0, "TensorFlow CPU threads (0 = all cores). Only takes effect before TensorFlow "
+    threads: int = option(0, "TensorFlow CPU threads (0 = all cores). Only takes effect before TensorFlow "
                          "starts its runtime, i.e. for the first run in a process.")
-    log_every: int = _f(50, "Append a metrics row every this many steps.")
-    sample_every: int = _f(0, "Save a sample grid every this many steps (0 = once per epoch).")
-    checkpoint_every: int = _f(500, "Save a checkpoint every this many steps (and always at the end).")
-    resume: bool = _f(False, "Continue the run in the run folder from its last checkpoint.")
+    log_every: int = option(50, "Append a metrics row every this many steps.")
+    sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).")
+    checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).")
+    resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.")
     classes: list = field(default_factory=list, metadata={
         "help": "Class names in label order. Filled in from the training data (not a form field); "
                 "generator.keras label k means classes[k].", "form": False})

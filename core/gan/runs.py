@@ -42,8 +42,39 @@ class RunPaths:
 
     @property
     def prepared(self) -> Path:
-        """Where `train --data DIR` prepares its cache."""
+        """Where training from an NIH folder prepares its cache."""
         return self.root / "cache"
+
+    @property
+    def evaluation(self) -> Path:
+        """Reports, plots and the evaluator classifier of `evaluate` and `augment-bench`."""
+        return self.root / "evaluation"
+
+    def real_cache(self, size: int) -> Path:
+        """Where evaluation prepares real images from an NIH folder given as `--data`."""
+        return self.evaluation / f"real_cache_{size}"
+
+    def training_cache(self, config: dict) -> Path:
+        """The prepared cache this run trained on: its config's data when that is a cache, else RUN/cache."""
+        from core.data.cache import is_prepared_cache
+
+        given = config.get("data") or config.get("cache")
+        candidates = [Path(given)] if given else []
+        candidates.append(self.prepared)
+        for path in candidates:
+            if is_prepared_cache(path):
+                return path
+        raise UserError(f"{self.root}: cannot find the training cache of this run "
+                        f"({', '.join(map(str, candidates))}); give the real data (a prepared cache or the NIH folder)")
+
+    def real_data(self, config: dict, data: str, classes, size: int, job=None) -> Path:
+        """The prepared cache of real images to compare a generator with: the run's training cache when
+        `data` is empty, else `data` (a cache, or an NIH folder prepared into `real_cache(size)`)."""
+        from core.data.cache import ensure_cache
+
+        if not data:
+            return self.training_cache(config)
+        return ensure_cache(data, self.real_cache(size), classes, size, job)
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:07d}.npz"

@@ -26,10 +26,11 @@ import numpy as np
 
 from core.errors import UserError
 from core.gan.config import TrainConfig
-from core.gan.data import TrainingData, make_dataset, open_cache
+from core.gan.batches import TrainingData, make_dataset, open_cache
 from core.atomic import atomic_write_bytes
 from core.gan.runs import RunPaths, append_metrics, truncate_metrics
 from core.jobs import Job
+from core.render import sample_grid
 
 SAMPLE_COLUMNS = 8
 KEEP_CHECKPOINTS = 3
@@ -100,27 +101,6 @@ def total_steps(config: TrainConfig, n_images: int) -> int:
     if config.epochs > 0:
         return config.epochs * math.ceil(n_images / config.batch)
     return config.steps
-
-
-def sample_grid(images: np.ndarray, classes: list[str]) -> np.ndarray:
-    """uint8 grid, one row per class, class names written in a left margin. `images`: (rows*cols, S, S, 1)."""
-    import cv2
-
-    rows, size = len(classes), images.shape[1]
-    cols = len(images) // rows
-    scale = max(0.35, size / 160)
-    thickness = 1 if size < 128 else 2
-    text_w = max(cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for name in classes)
-    margin = text_w + 12
-    grid = np.zeros((rows * size, margin + cols * size), np.uint8)
-    pixels = np.clip((images[..., 0] + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    for r, name in enumerate(classes):
-        for c in range(cols):
-            grid[r * size:(r + 1) * size, margin + c * size: margin + (c + 1) * size] = pixels[r * cols + c]
-        text_h = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][1]
-        cv2.putText(grid, name, (6, r * size + (size + text_h) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, 255,
-                    thickness, cv2.LINE_AA)
-    return grid
 
 
 class _Run:

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
-from core.evaluate import RealData, bar_chart, open_real_data
-from core.evaluator import ClassifierConfig, Embedder, accuracy_per_class, auc_one_vs_rest, train_classifier
-from core.export import resolve_real_cache
-from core.generate import Generator, load_generator
+from core.evaluation.evaluate import RealData, bar_chart, open_real_data
+from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, auc_one_vs_rest, train_classifier
+from core.export.generator import Generator, load_generator, real_cache
 from core.jobs import Job
 
 REPORT_NAME = "augment_bench.json"
@@ -83,7 +82,7 @@ def augment_bench(config: AugmentBenchConfig, job: Job | None = None, real: Real
         raise UserError("augment-bench: --seeds and --steps must be at least 1")
     generator = generator or load_generator(config.run)
     if real is None:
-        real = open_real_data(resolve_real_cache(config.data, generator, job), generator.classes, generator.size)
+        real = open_real_data(real_cache(generator, config.data, job), generator.classes, generator.size)
     classes, k = generator.classes, len(generator.classes)
     train_x, train_y = real.part("train")
     test_x, test_y = real.part("test")

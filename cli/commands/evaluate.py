@@ -25,9 +25,9 @@ def aligned(header: list[str], rows: list[list]) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.evaluate import EvaluateConfig, evaluate, report_table
+    from core.evaluation.evaluate import EvaluateConfig, evaluate, report_table
     from core.jobs import Job
-    from core.terminal import ProgressBar
+    from cli.terminal import ProgressBar
 
     config = EvaluateConfig(run=args.run, data=args.data, n=args.n, seed=args.seed, classifier_steps=args.steps)
     report = evaluate(config, job=Job(ProgressBar("evaluate")))

@@ -17,10 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.augment_bench import AugmentBenchConfig, augment_bench, gain_text, report_table
-    from core.commands.evaluate import aligned
+    from core.evaluation.augment_bench import AugmentBenchConfig, augment_bench, gain_text, report_table
+    from cli.commands.evaluate import aligned
     from core.jobs import Job
-    from core.terminal import ProgressBar
+    from cli.terminal import ProgressBar
 
     config = AugmentBenchConfig(run=args.run, data=args.data, seeds=args.seeds, steps=args.steps,
                                 synthetic_per_class=args.synthetic_per_class)

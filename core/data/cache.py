@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from core.annotations import apply_saved_edits
-from core.dataset import DatasetIndex, open_dataset
+from core.data.annotations import apply_saved_edits
+from core.data.dataset import DatasetIndex, open_dataset
 from core.errors import UserError
-from core.images import ImageReadError, load_image
+from core.data.images import ImageReadError, load_image
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES, LABEL_INDEX, NIH_LABELS, canonical_label
 
@@ -121,6 +121,22 @@ def prepare(config: PrepareConfig, job: Job | None = None) -> PrepareResult:
         raise
     info = _read_info(out)
     return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, False)
+
+
+def is_prepared_cache(path) -> bool:
+    return (Path(path) / INFO_NAME).is_file()
+
+
+def ensure_cache(data, out, classes, size: int, job: Job | None = None) -> Path:
+    """A prepared cache for `data`: `data` itself when it is one, else the NIH folder `data` prepared at
+    `size` px with `classes` into `out` (reused when nothing changed). The one place where a task turns
+    "a cache or a dataset folder" into a cache."""
+    data = Path(data)
+    if is_prepared_cache(data):
+        return data
+    if not data.is_dir():
+        raise CacheError(f"{data}: no such folder (expected a prepared cache or an NIH dataset folder)")
+    return prepare(PrepareConfig(data=str(data), out=str(out), classes=tuple(classes), size=size), job).path
 
 
 def select_images(index: DatasetIndex, classes, multi_label: str = "exclude") -> pd.DataFrame:

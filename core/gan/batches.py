@@ -58,8 +58,8 @@ class TrainingData:
 
 
 def open_cache(path: str | Path, split: str = "train") -> TrainingData:
-    """The `split` rows of a prepared cache (core.cache)."""
-    from core.cache import PreparedCache
+    """The `split` rows of a prepared cache (core.data.cache)."""
+    from core.data.cache import PreparedCache
 
     cache = PreparedCache.open(path)
     rows = np.flatnonzero(np.asarray(cache.split) == split)

@@ -5,10 +5,10 @@ import argparse
 import json
 import sys
 
-from core.cache import MULTI_LABEL_RULES, PrepareConfig, PrepareResult, prepare
+from core.data.cache import MULTI_LABEL_RULES, PrepareConfig, PrepareResult, prepare
 from core.jobs import Job
 from core.labels import DEFAULT_CLASSES
-from core.terminal import ProgressBar
+from cli.terminal import ProgressBar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,9 @@ import argparse
 import json
 import sys
 
-from core.dataset import open_dataset
+from core.data.dataset import open_dataset
 from core.jobs import Job
-from core.terminal import ProgressBar
+from cli.terminal import ProgressBar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
 """An honest quality evaluation of a trained generator, against the real images it learned from.
 
 No pretrained network can be downloaded here, so the judge is a small classifier the tool trains on the
-real training split (`core.evaluator`, cached in the run folder). Measures, per class and overall:
+real training split (`core.evaluation.classifier`, cached in the run folder). Measures, per class and overall:
 
 - the evaluator's own accuracy on held-out real images (how far to trust the rest);
 - conditional accuracy: the share of generated images the evaluator puts in the conditioned class
@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
-from core.evaluator import ClassifierConfig, Embedder, accuracy_per_class, cached_classifier
-from core.export import resolve_real_cache
-from core.generate import Generator, load_generator
+from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, cached_classifier
+from core.export.generator import Generator, load_generator, real_cache
 from core.jobs import Job
 
 REPORT_NAME = "report.json"
@@ -78,7 +77,7 @@ def open_real_data(path: Path, classes: list[str], size: int) -> RealData:
     """The prepared cache's images of the generator's classes, resized to `size` if needed."""
     import cv2
 
-    from core.cache import PreparedCache
+    from core.data.cache import PreparedCache
 
     cache = PreparedCache.open(Path(path))
     missing = [c for c in classes if c not in cache.classes]
@@ -290,7 +289,7 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     generator = generator or load_generator(config.run)
     out = Path(config.out) if config.out else generator.run_dir / "evaluation"
     if real is None:
-        real = open_real_data(resolve_real_cache(config.data, generator, job), generator.classes, generator.size)
+        real = open_real_data(real_cache(generator, config.data, job), generator.classes, generator.size)
     classes, k = generator.classes, len(generator.classes)
     train_x, train_y = real.part("train")
     test_x, test_y = real.held_out()

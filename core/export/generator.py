@@ -148,6 +148,13 @@ class Generator:
         return np.concatenate(batches) if batches else np.zeros((0, self.size, self.size), np.uint8)
 
 
+def real_cache(generator: "Generator", data: str, job=None) -> Path:
+    """The prepared cache of real images for this generator's classes and size (see RunPaths.real_data)."""
+    from core.gan.runs import RunPaths
+
+    return RunPaths(generator.run_dir).real_data(generator.config, data, generator.classes, generator.size, job)
+
+
 def _check_signature(model: Any, path: Path, latent_dim: int, size: int) -> None:
     def refuse(problem: str) -> GeneratorError:
         return GeneratorError(f"{path}: not a cxr-workbench generator ({problem})")
@@ -170,7 +177,7 @@ def _run_classes(run_dir: Path, config: dict, config_path: Path) -> list[str]:
     """Class names in label order: config.json 'classes', else the classes of the cache the run trained on."""
     classes = config.get("classes")
     if classes is None:
-        from core.cache import CacheError, PreparedCache
+        from core.data.cache import CacheError, PreparedCache
 
         for cache in ([Path(config["cache"])] if config.get("cache") else []) + [run_dir / "cache"]:
             try:

@@ -5,8 +5,8 @@ import argparse
 import time
 
 from core.jobs import Job
-from core.phantoms import write_demo_dataset
-from core.terminal import ProgressBar
+from core.data.phantoms import write_demo_dataset
+from cli.terminal import ProgressBar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

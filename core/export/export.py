@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
-from core.generate import Generator, load_generator
+from core.export.generator import Generator, load_generator, real_cache
 from core.jobs import Job
 from core.labels import canonical_label
 
@@ -59,7 +59,7 @@ class ExportConfig:
     data: str = ""         # prepared cache or NIH dataset folder for age/sex/view; "" = the run's cache
     batch_size: int = 64
     threads: int = 2       # PNG encoders working while the next batch is generated
-    precision: str = "saved"  # "bfloat16": faster compute on AMX/AVX512-BF16 CPUs (see core.generate)
+    precision: str = "saved"  # "bfloat16": faster compute on AMX/AVX512-BF16 CPUs (see core.export.generator)
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Demographics:
         """Training-split rows of a prepared cache whose age, sex and view are all known."""
         import pandas as pd
 
-        from core.cache import PreparedCache
+        from core.data.cache import PreparedCache
 
         cache = PreparedCache.open(Path(path))
         meta = cache.meta.reset_index(drop=True)
@@ -227,36 +227,6 @@ def _resolve_counts(generator: Generator, counts: dict[str, int]) -> dict[str, i
     return resolved
 
 
-def run_cache_path(run_dir: Path, config: dict) -> Path:
-    """The prepared cache a run trained on: config 'cache', else the run's own `cache/` folder."""
-    candidates = [Path(config["cache"])] if config.get("cache") else []
-    candidates.append(Path(run_dir) / "cache")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    raise UserError(f"{run_dir}: cannot find the training cache of this run ({', '.join(map(str, candidates))}); "
-                    "pass the prepared cache with --data")
-
-
-def resolve_real_cache(data: str, generator: Generator, job: Job | None = None) -> Path:
-    """The prepared cache of real images for a generator: `data` may be a prepared cache, an NIH dataset
-    folder (prepared at the generator's size and classes into RUN/evaluation/real_cache_<size>), or ""
-    for the cache the run trained on."""
-    if not data:
-        return run_cache_path(generator.run_dir, generator.config)
-    path = Path(data)
-    if (path / "cache.json").is_file():
-        return path
-    if not path.is_dir():
-        raise UserError(f"--data {data}: no such folder")
-    from core.cache import PrepareConfig, prepare
-
-    out = generator.run_dir / "evaluation" / f"real_cache_{generator.size}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = PrepareConfig(data=str(path), out=str(out), classes=tuple(generator.classes), size=generator.size)
-    return prepare(config, job).path
-
-
 def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demographics: Demographics, size: int):
     """The export plan: one dict per image (name, class, label, latent seed, CSV fields), in order."""
     rng = np.random.default_rng(seed)
@@ -349,7 +319,7 @@ def export(config: ExportConfig, job: Job | None = None, demographics: Demograph
     if not 8 <= size <= 4096:
         raise UserError(f"--size must be between 8 and 4096 pixels, not {size}")
     if demographics is None:
-        demographics = Demographics.from_cache(resolve_real_cache(config.data, generator, job), generator.classes)
+        demographics = Demographics.from_cache(real_cache(generator, config.data, job), generator.classes)
     rows = plan_rows(generator, counts, config.seed, demographics, size)
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     (tmp / IMAGES_DIR).mkdir(parents=True)

@@ -75,9 +75,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _prepare_into_run(args: argparse.Namespace, config: TrainConfig) -> TrainConfig:
-    from core.cache import PrepareConfig, prepare
+    from core.data.cache import PrepareConfig, prepare
     from core.jobs import Job
-    from core.terminal import ProgressBar
+    from cli.terminal import ProgressBar
 
     classes = tuple(part.strip() for part in args.classes.split(",") if part.strip())
     out = Path(config.run) / "cache"
@@ -93,7 +93,7 @@ def _prepare_into_run(args: argparse.Namespace, config: TrainConfig) -> TrainCon
 def run(args: argparse.Namespace) -> int:
     from core.gan.trainer import TrainCallback, train
     from core.jobs import Job
-    from core.terminal import ProgressBar
+    from cli.terminal import ProgressBar
 
     config = build_config(args)
     if args.data:

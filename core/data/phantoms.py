@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.annotations import Box
+from core.data.annotations import Box
 from core.atomic import atomic_write_text
 from core.errors import UserError
 from core.jobs import Cancelled, Job

@@ -1,6 +1,6 @@
 """Headless entry point: `python main.py SUBCOMMAND ...`.
 
-Each subcommand lives in `core/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
+Each subcommand lives in `cli/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
 Modules are imported only when their subcommand runs, so `index`, `demo-data` and `prepare` never
 import TensorFlow and start fast. Bad input raises `UserError`; it is printed as one line and the
 process exits with code 2, never with a traceback.
@@ -14,13 +14,13 @@ import sys
 from core.errors import UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "index": ("core.commands.index", "summarise an NIH dataset folder"),
-    "demo-data": ("core.commands.demo_data", "write the procedural phantom dataset in NIH layout"),
-    "prepare": ("core.commands.prepare", "decode and resize images into a training cache"),
-    "train": ("core.commands.train", "train a class-conditional GAN"),
-    "generate": ("core.commands.generate", "export labelled synthetic images in NIH format"),
-    "evaluate": ("core.commands.evaluate", "measure the quality of a trained generator"),
-    "augment-bench": ("core.commands.augment_bench", "does synthetic data help a classifier?"),
+    "index": ("cli.commands.index", "summarise an NIH dataset folder"),
+    "demo-data": ("cli.commands.demo_data", "write the procedural phantom dataset in NIH layout"),
+    "prepare": ("cli.commands.prepare", "decode and resize images into a training cache"),
+    "train": ("cli.commands.train", "train a class-conditional GAN"),
+    "generate": ("cli.commands.generate", "export labelled synthetic images in NIH format"),
+    "evaluate": ("cli.commands.evaluate", "measure the quality of a trained generator"),
+    "augment-bench": ("cli.commands.augment_bench", "does synthetic data help a classifier?"),
 }
 
 

@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.export import ExportConfig, export, parse_counts
-    from core.generate import load_generator
+    from core.export.export import ExportConfig, export, parse_counts
+    from core.export.generator import load_generator
     from core.jobs import Job
-    from core.terminal import ProgressBar
+    from cli.terminal import ProgressBar
 
     generator = load_generator(args.run, precision=args.precision)
     if args.per_class is not None:
