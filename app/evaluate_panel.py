@@ -173,7 +173,7 @@ class EvaluatePanel(QWidget):
         if not config.run:
             self._fail("Choose a run folder first.")
             return
-        runner = start_job(task, config, parent=self)
+        runner = start_job(task, config)
         runner.progress.connect(self._progress)
         runner.finished.connect(on_result)
         runner.finished.connect(lambda _: self.status.setText(f"{what}: done."))

@@ -228,7 +228,7 @@ class GeneratePanel(QWidget):
     def _start(self, task: str, config, on_finished) -> None:
         if self.runner is not None:
             return
-        self.runner = start_job(task, config, parent=self)
+        self.runner = start_job(task, config)
         self.runner.progress.connect(self._progress)
         self.runner.finished.connect(on_finished)
         self.runner.failed.connect(self._fail)

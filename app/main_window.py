@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def _start(self, function, argument) -> JobHandle:
         """Light work that hands Qt-side objects back to the window: a thread of this process."""
-        runner = start_job(function, argument, in_process=False, parent=self)
+        runner = start_job(function, argument, in_process=False)
         self._runners.append(runner)
         runner.done.connect(lambda: self._runners.remove(runner))
         return runner

@@ -18,6 +18,7 @@ grace period instead of waiting for the compilation to finish.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -58,6 +59,12 @@ class _Worker(QObject):
 
     @Slot()
     def run(self) -> None:
+        try:
+            self._run()
+        except RuntimeError:   # the handle was deleted (window closing): nobody is left to tell
+            log.warning("job %s ended after its window was closed", self._task)
+
+    def _run(self) -> None:
         try:
             if self._in_process:
                 result = run_in_process(self.job, self._task, self._config)
@@ -127,12 +134,32 @@ class JobHandle(QObject):
         return self._thread.wait() if milliseconds < 0 else self._thread.wait(milliseconds)
 
 
+_RUNNING: set[JobHandle] = set()   # a handle lives until its task ends, whatever happens to its panel
+
+
+def stop_all_jobs(timeout_ms: int = 60000) -> None:
+    """Ask every running task to stop and wait for it (closing the app, ending a test): a QThread still
+    running when the interpreter exits makes Qt abort the process."""
+    for handle in list(_RUNNING):
+        handle.request_stop()
+    for handle in list(_RUNNING):
+        handle.wait(timeout_ms)
+
+
+atexit.register(stop_all_jobs)
+
+
 def start_job(task: str | Callable[[Any, Job], Any], config, *, in_process: bool = True,
-              min_interval: float = 0.1, parent: QObject | None = None) -> JobHandle:
-    """Start `task` on `config` and return its handle (already running)."""
+              min_interval: float = 0.1) -> JobHandle:
+    """Start `task` on `config` and return its handle (already running).
+
+    The handle has no Qt parent: a panel that is closed while its task runs must not destroy a running
+    thread (Qt aborts the process); connections to the panel's slots end with the panel."""
     if in_process and not isinstance(task, str):
         raise ValueError("a task run in a child process is named by its key in core.tasks.TASKS")
-    handle = JobHandle(task, config, in_process, min_interval, parent)
+    handle = JobHandle(task, config, in_process, min_interval, None)
+    _RUNNING.add(handle)
+    handle.done.connect(lambda: _RUNNING.discard(handle))
     handle.start()
     return handle
 

@@ -38,49 +38,49 @@ _RANGES = {"batch": (2, 65536), "steps": (0, 10**9), "epochs": (0, 10**6), "minu
 
 @dataclass
 class TrainConfig:
-    run: str = option("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.")
+    run: str = option("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.", label='Run folder')
     data: str = option("", "Training images: an NIH dataset folder (prepared into RUN/cache at --size with "
-                           "--classes) or a prepared cache folder (from `prepare`); its 'train' split is used.")
+                           "--classes) or a prepared cache folder (from `prepare`); its 'train' split is used.", label='Training data')
     arch: str = option("sngan", "Architecture: 'sngan' (modern, fast) or 'reference' (the notebook model).",
-                   choices=ARCHITECTURES)
-    size: int = option(64, "Image side in pixels; must equal the cache's size.", choices=SIZES)
-    batch: int = option(64, "Images per step (for 'reference': half real, half fake per D update).")
-    steps: int = option(2000, "Training steps; used when epochs is 0.")
-    epochs: int = option(0, "Passes over the training images; when > 0 it overrides steps.")
+                   choices=ARCHITECTURES, label='Model')
+    size: int = option(64, "Image side in pixels; must equal the cache's size.", choices=SIZES, label='Image size (px)')
+    batch: int = option(64, "Images per step (for 'reference': half real, half fake per D update).", label='Images per step')
+    steps: int = option(2000, "Training steps; used when epochs is 0.", label='Maximum steps')
+    epochs: int = option(0, "Passes over the training images; when > 0 it overrides steps.", label='Epochs (instead of steps)')
     minutes: float = option(0.0, "Time budget in minutes: training stops cleanly (checkpoint and generator saved) "
-                                 "when it is used up or the steps are done, whichever comes first; 0 = no limit.")
-    seed: int = option(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.")
-    latent_dim: int = option(100, "Length of the latent vector z.")
-    channels: int = option(32, "sngan width: channels of the last generator block (doubles per block).")
-    lr_g: float = option(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).")
-    lr_d: float = option(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).")
-    beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).")
-    beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).")
+                                 "when it is used up or the steps are done, whichever comes first; 0 = no limit.", label='Time budget (minutes)')
+    seed: int = option(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.", label='Random seed')
+    latent_dim: int = option(100, "Length of the latent vector z.", label='Latent length')
+    channels: int = option(32, "sngan width: channels of the last generator block (doubles per block).", label='Network width')
+    lr_g: float = option(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).", label='Generator learning rate')
+    lr_d: float = option(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).", label='Discriminator learning rate')
+    beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).", label='Adam beta 1')
+    beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).", label='Adam beta 2')
     ac_weight: float = option(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
-                               "conditioned labels). 0 disables it.")
-    r1_gamma: float = option(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
+                               "conditioned labels). 0 disables it.", label='Class loss weight')
+    r1_gamma: float = option(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).", label='Gradient penalty (R1)')
     augment: str = option("translation,color", "DiffAugment policies applied to real and fake images "
-                                                  "(comma separated; empty = none).")
-    ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.")
-    balanced: bool = option(True, "Sample classes equally often in each batch.")
+                                                  "(comma separated; empty = none).", label='Augmentations')
+    ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.", label='Generator averaging (EMA)')
+    balanced: bool = option(True, "Sample classes equally often in each batch.", label='Balance the classes')
     precision: str = option("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
-                        choices=PRECISIONS)
+                        choices=PRECISIONS, label='Number precision')
     xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
                           "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "
                           "(both avoid TensorFlow's very slow CPU kernel for the reference's 16x16 conv), "
                           "'off' = plain; 'auto' = fft for reference, off for sngan.",
-                  choices=XLA_MODES)
+                  choices=XLA_MODES, label='Compilation')
     strategy: str = option("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
-                       choices=STRATEGIES)
+                       choices=STRATEGIES, label='Devices')
     threads: int = option(0, "TensorFlow CPU threads (0 = all cores). Only takes effect before TensorFlow "
-                         "starts its runtime, i.e. for the first run in a process.")
-    log_every: int = option(50, "Append a metrics row every this many steps.")
-    sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).")
-    checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).")
-    resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.")
+                         "starts its runtime, i.e. for the first run in a process.", label='CPU threads (0 = all)')
+    log_every: int = option(50, "Append a metrics row every this many steps.", label='Plot every (steps)')
+    sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).", label='Samples every (steps)')
+    checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).", label='Checkpoint every (steps)')
+    resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.", label='Resume')
     classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
                                                    "means classes[k]); each training image carries exactly one.",
-                           form=False)
+                           form=False, label='Classes')
 
     def validate(self, source: str = "train") -> None:
         """Raise UserError naming the option if a value has the wrong type or cannot work."""
