@@ -6,13 +6,16 @@ are redrawn from a 10 Hz timer, never per row, so the window does not stutter ho
 """
 from __future__ import annotations
 
+import importlib.util
+import socket
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QRadioButton, QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget)
@@ -152,6 +155,11 @@ class TrainPanel(QWidget):
         self.stop_button.setToolTip("Stop after the current step and save a checkpoint and the generator")
         self.stop_button.clicked.connect(self.stop)
         self.stop_button.setEnabled(False)
+        self.board_button = QPushButton("Open in TensorBoard")
+        self.board_button.setToolTip("Follow this run in TensorBoard, in your web browser")
+        self.board_button.clicked.connect(self.open_tensorboard)
+        self.board_button.setVisible(importlib.util.find_spec("tensorboard") is not None)
+        self._board: QProcess | None = None
         self.stage = QLabel("")
         self.stage.setObjectName("stage")
         self.progress = QProgressBar()
@@ -224,6 +232,7 @@ class TrainPanel(QWidget):
         buttons.addWidget(self.stage)
         buttons.addWidget(self.progress, 1)
         buttons.addWidget(self.eta)
+        buttons.addWidget(self.board_button)
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.samples)
         bottom.addWidget(self.log)
@@ -241,6 +250,31 @@ class TrainPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(scroll)
         layout.addLayout(right, 1)
+
+    # ---- TensorBoard
+    def open_tensorboard(self) -> None:
+        """Start TensorBoard on the run folder (once per window) and open it in the browser."""
+        paths = RunPaths(Path(self.run_edit.text().strip()))
+        if not paths.board.is_dir():
+            QMessageBox.information(self, "TensorBoard", "This run has no TensorBoard logs yet: start training first.")
+            return
+        if self._board is not None:
+            self._board.kill()
+            self._board.waitForFinished(3000)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self._board = QProcess(self)
+        self._board.start(sys.executable, ["-m", "tensorboard.main", "--logdir", str(paths.root),
+                                           "--host", "127.0.0.1", "--port", str(port)])
+        url = QUrl(f"http://127.0.0.1:{port}/")
+        QTimer.singleShot(4000, lambda: QDesktopServices.openUrl(url))
+        self.append_log(f"TensorBoard: {url.toString()} (opens in your browser in a few seconds)")
+
+    def closeEvent(self, event) -> None:
+        if self._board is not None:
+            self._board.kill()
+        super().closeEvent(event)
 
     # ---- presets
     def _preset_chosen(self, preset) -> None:

@@ -377,3 +377,17 @@ def test_a_deeply_nested_config_json_is_refused_without_a_recursion_error(tmp_pa
     path.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(UserError, match="nested too deeply"):
         TrainConfig.load(path)
+
+
+def test_a_run_writes_tensorboard_scalars_sample_grids_and_its_config(tmp_path):
+    import tensorflow as tf
+
+    train(tiny_config(tmp_path / "run", steps=2, sample_every=2), data=synthetic_data())
+    tags = {}
+    for path in (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert tags["loss/g_loss"] == [1, 2] and tags["accuracy/d_acc_real"] == [1, 2]
+    assert tags["samples/one row per class"] == [2]
+    assert "run/config" in tags

@@ -120,6 +120,7 @@ class _Run:
         self.elapsed_before = 0.0
         self.last_checkpoint: Path | None = None
         self.resume_from: Path | None = None
+        self.board = None
 
     def log(self, text: str) -> None:
         self.job.log(text)
@@ -152,6 +153,22 @@ class _Run:
     def write_config(self) -> None:
         self.config.save(self.paths.config)
 
+    def open_board(self) -> None:
+        from core.gan.board import RunBoard
+
+        self.board = RunBoard(self.paths.board)
+        self._to_board("config", self.config.to_json())
+
+    def _to_board(self, what: str, *args) -> None:
+        """TensorBoard is a view of the run: if its files cannot be written, say so once and go on."""
+        if self.board is None:
+            return
+        try:
+            getattr(self.board, what)(*args)
+        except Exception as error:  # noqa: BLE001 - a viewer's files must never stop training
+            self.log(f"TensorBoard logs stopped: {error}")
+            self.board = None
+
     def restore(self, engine) -> int:
         if self.resume_from is None:
             if self.config.resume:
@@ -183,6 +200,7 @@ class _Run:
         ok, png = cv2.imencode(".png", grid)
         if ok:
             _write(path, lambda: atomic_write_bytes(path, png.tobytes()))
+        self._to_board("samples", step, grid)
         self.job.emit("samples", SampleGrid(step, grid, path))
 
     def save_generator(self, engine) -> Path:
@@ -204,6 +222,7 @@ class _Run:
         row.update({k: round(v / count, 6) for k, v in sums.items()})
         row.update({"images_per_s": round(images_per_s, 2), "elapsed_s": round(elapsed, 2)})
         _write(self.paths.metrics, lambda: append_metrics(self.paths.metrics, row))
+        self._to_board("metrics", row)
         self.job.emit("metrics", row)
         return row
 
@@ -316,6 +335,7 @@ def _loop(run: _Run) -> RunSummary:
     job.report(0, 1, "building the networks", stage="compiling")
     engine = GanEngine(config, len(run.data.classes), make_strategy(config.strategy))
     start = run.restore(engine)
+    run.open_board()
     z_fixed, y_fixed = run.fixed_latents()
     replicas = engine.replicas
     per_replica = config.batch // replicas
@@ -357,6 +377,8 @@ def _loop(run: _Run) -> RunSummary:
     if run.last_checkpoint is None or run.last_checkpoint != run.paths.checkpoint(step):
         run.save_checkpoint(engine, step, run.elapsed_before + seconds)
     generator = run.save_generator(engine)
+    if run.board is not None:
+        run.board.close()
     trained = step - start
     run.log(f"{'stopped' if reason == 'stopped' else 'finished'} at step {step}/{run.total}"
             + (f" (time budget of {config.minutes:g} min)" if reason == "time budget" else ""))
