@@ -315,6 +315,7 @@ class AnnotationStore:
     def _take_lock(self) -> "weakref.ref | None":
         previous = None
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)  # the per-user fallback may not exist yet
             previous = _claim(self.folder, self)
         except FolderInUse as error:
             who = f"process {error.pid}" if error.pid else "another process"

@@ -153,7 +153,7 @@ def _only_writer(out: Path):
         lock.release()
 
 
-def _build_and_swap_in(out: Path, config: "PrepareConfig", selection: pd.DataFrame, fingerprint: str,
+def _build_and_swap_in(out: Path, config: PrepareConfig, selection: pd.DataFrame, fingerprint: str,
                        job: Job) -> list[tuple[str, str]]:
     """Build in a hidden sibling folder and swap it in; on any failure remove it and keep `out` as it was.
     A disk that refuses the writes (full, read-only, quota) is a CacheError naming `out`."""
