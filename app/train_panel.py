@@ -1,13 +1,11 @@
 """The Train tab: settings form, Start/Stop/Resume, live loss and accuracy plots, sample grid, log.
 
-Training runs `app.training.train_job` (core's prepare, then core's `train()`) in a child process
-driven from a JobRunner thread (see app/process_job.py for why not a thread). Rows, grids and log
-lines arrive through the runner's queued `message` signal; the plots are redrawn from a 10 Hz timer,
-never per message, so the window does not stutter however fast rows arrive.
+The panel fills a `TrainConfig` and starts core's "train" task with `app.workers.start_job` (in a child
+process); metrics rows, sample grids and log lines arrive through the handle's typed signals. The plots
+are redrawn from a 10 Hz timer, never per row, so the window does not stutter however fast rows arrive.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -20,9 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLin
                                QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from app.config_form import ConfigForm
-from app.process_job import run_in_process
-from app.training import train_job
-from app.workers import JobRunner
+from app.workers import JobHandle, start_job
 from core.errors import UserError
 from core.gan.config import RESUMABLE_CHANGES, TrainConfig
 from core.gan.runs import RunPaths, read_metrics
@@ -32,12 +28,7 @@ from core.labels import DEFAULT_CLASSES, NIH_LABELS
 LOSS_CURVES = (("d_loss_real", "D loss (real)", "#4cc9f0"), ("d_loss_fake", "D loss (fake)", "#f4a259"),
                ("g_loss", "G loss", "#8ac926"))
 ACC_CURVES = (("d_acc_real", "D acc (real)", "#4cc9f0"), ("d_acc_fake", "D acc (fake)", "#f4a259"))
-FORM_SKIP = ("run", "cache", "resume")
-
-
-def gui_thread_count() -> int:
-    """Leave one core to the window: TF gets all cores but one."""
-    return max(1, (os.cpu_count() or 2) - 1)
+FORM_SKIP = ("run", "data", "resume")
 
 
 class LivePlots(QWidget):
@@ -98,7 +89,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.dataset = ""
-        self.runner: JobRunner | None = None
+        self.runner: JobHandle | None = None
         self.checkpoint_note = ""
 
         self.run_edit = QLineEdit(settings.value("train/run", str(Path.home() / "cxr-runs" / "run-1"), type=str))
@@ -106,9 +97,9 @@ class TrainPanel(QWidget):
         self.run_edit.editingFinished.connect(self.load_run)
         browse_run = QToolButton(text="…", toolTip="Choose the run folder")
         browse_run.clicked.connect(self._choose_run)
-        self.cache_edit = QLineEdit(placeholderText="empty: prepare from the open dataset into RUN/cache")
-        self.cache_edit.setToolTip("Prepared cache folder (from `prepare`); leave empty to prepare the open "
-                                   "dataset with the classes checked below")
+        self.cache_edit = QLineEdit(placeholderText="empty: the open dataset (prepared into the run folder)")
+        self.cache_edit.setToolTip("Training images: leave empty to use the open dataset with the classes checked "
+                                   "below, or choose a prepared cache folder")
         self.classes = QListWidget()
         self.classes.setToolTip("Classes to train on (each image must carry exactly one of them)")
         for name in NIH_LABELS:
@@ -117,7 +108,7 @@ class TrainPanel(QWidget):
             item.setCheckState(Qt.Checked if name in DEFAULT_CLASSES else Qt.Unchecked)
             self.classes.addItem(item)
         self.classes.setMaximumHeight(150)
-        self.form = ConfigForm(TrainConfig, skip=FORM_SKIP, overrides={"threads": gui_thread_count()})
+        self.form = ConfigForm(TrainConfig, skip=FORM_SKIP)
 
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primaryButton")
@@ -227,7 +218,8 @@ class TrainPanel(QWidget):
             self.append_log(str(error))
             return
         self.form.set_values({f.name: getattr(saved, f.name) for f in fields(saved) if f.name in self.form.editors})
-        self.cache_edit.setText(saved.cache)
+        self.cache_edit.setText(saved.data if saved.data != self.dataset else "")
+        self.set_checked_classes(saved.classes)
         rows = read_metrics(paths.metrics)
         for row in rows:
             self.plots.add(row)
@@ -240,7 +232,13 @@ class TrainPanel(QWidget):
         if samples:
             self._show_grid_image(QImage(str(samples[-1])))
 
+    def set_checked_classes(self, names) -> None:
+        for r in range(self.classes.count()):
+            item = self.classes.item(r)
+            item.setCheckState(Qt.Checked if item.text() in names else Qt.Unchecked)
+
     def build_config(self, resume: bool) -> TrainConfig:
+        """The TrainConfig of the user's choices: the form's fields, the run folder, the data and classes."""
         values = self.form.values()
         run = self.run_edit.text().strip()
         if not run:
@@ -249,7 +247,10 @@ class TrainPanel(QWidget):
             saved = TrainConfig.load(Path(run) / "config.json")
             allowed = {k: v for k, v in values.items() if k in RESUMABLE_CHANGES}
             return replace(saved, run=run, resume=True, **allowed)
-        return TrainConfig(run=run, cache=self.cache_edit.text().strip(), resume=False, **values)
+        data = self.cache_edit.text().strip() or self.dataset
+        if not data:
+            raise UserError("Train: open a dataset first, or choose a prepared cache")
+        return TrainConfig(run=run, data=data, classes=list(self.checked_classes()), resume=False, **values)
 
     # ---- running
     def start(self, resume: bool) -> None:
@@ -261,25 +262,21 @@ class TrainPanel(QWidget):
         except (UserError, ValueError, TypeError) as error:
             self._fail(str(error))
             return
-        classes = self.checked_classes()
-        if not config.cache and not classes:
-            self._fail("Train: check at least one class")
-            return
         self.settings.setValue("train/run", config.run)
         if not resume:
             self.plots.clear()
         self.log.clear()
         self.append_log(f"{'resuming' if resume else 'starting'} {config.run}")
-        self.runner = JobRunner(run_in_process, train_job, config, self.dataset, classes, stream=True,
-                                min_interval=0.25, parent=self)
+        self.runner = start_job("train", config, min_interval=0.25, parent=self)
         self.runner.progress.connect(self._progress)
-        self.runner.message.connect(self._message)
+        self.runner.metrics.connect(self.plots.add)
+        self.runner.samples.connect(lambda sample: self._show_grid(sample.grid))
+        self.runner.log.connect(self.append_log)
         self.runner.finished.connect(self._finished)
-        self.runner.cancelled.connect(lambda: self.append_log("cancelled before training started"))
+        self.runner.cancelled.connect(self._cancelled)
         self.runner.failed.connect(self._fail)
         self.runner.done.connect(self._done)
         self._set_running(True)
-        self.runner.start()
 
     def stop(self) -> None:
         if self.runner is not None:
@@ -315,15 +312,6 @@ class TrainPanel(QWidget):
         self.progress.setValue(progress.done)
         self.eta.setText(f"{progress.done:,}/{progress.total:,}  ETA {format_duration(progress.eta_seconds)}")
 
-    def _message(self, message) -> None:
-        kind = message[0]
-        if kind == "metrics":
-            self.plots.add(message[1])
-        elif kind == "samples":
-            self._show_grid(message[2])
-        elif kind == "log":
-            self.append_log(message[1])
-
     def _show_grid(self, grid: np.ndarray) -> None:
         grid = np.ascontiguousarray(grid)
         height, width = grid.shape
@@ -344,6 +332,12 @@ class TrainPanel(QWidget):
 
     def append_log(self, text: str) -> None:
         self.log.appendPlainText(text)
+
+    def _cancelled(self, message: str, summary) -> None:
+        if summary is None:
+            self.append_log(message)
+            return
+        self._finished(summary)
 
     def _finished(self, summary) -> None:
         state = "stopped" if summary.stopped else "finished"

@@ -56,7 +56,7 @@ def test_form_is_built_from_the_train_config_with_tooltips(panel):
     from dataclasses import fields
     from core.gan.config import TrainConfig
 
-    shown = {f.name for f in fields(TrainConfig) if f.metadata.get("form") is not False} - {"run", "cache", "resume"}
+    shown = {f.name for f in fields(TrainConfig) if f.metadata.get("form") is not False} - {"run", "data", "resume"}
     assert set(panel.form.editors) == shown
     assert all(editor.toolTip() for editor in panel.form.editors.values())
     config = panel.build_config(resume=False)
@@ -87,3 +87,20 @@ def test_training_feeds_the_plots_and_closing_stops_it_with_a_checkpoint_while_s
     assert "stopped at step" in panel.checkpoint_note
     assert panel.resume_button.isEnabled()
     assert probe.worst_ms < 1000
+
+
+def test_the_cli_and_the_app_build_the_same_config_for_the_same_choices(panel, demo_root, tmp_path):
+    """One TrainConfig: the Train tab's choices and the same choices on the command line give equal configs."""
+    from cli.commands.train import build_config
+    from cli.main import build_parser
+
+    panel.set_checked_classes(["Mass", "Nodule", "Effusion"])
+    panel.form.set_values({"lr_g": 1e-4, "precision": "mixed_bfloat16", "minutes": 7.5, "balanced": False})
+    from_app = panel.build_config(resume=False)
+    args = build_parser(only="train").parse_args([
+        "train", "--run", str(tmp_path / "run"), "--data", str(demo_root), "--classes", "Effusion,Mass,Nodule",
+        "--size", "32", "--batch", "8", "--steps", "400", "--channels", "8", "--latent-dim", "16",
+        "--log-every", "2", "--sample-every", "10", "--checkpoint-every", "1000", "--augment", "",
+        "--threads", "1", "--lr-g", "1e-4", "--precision", "mixed_bfloat16", "--minutes", "7.5", "--no-balanced"])
+    from_cli = build_config(args)
+    assert from_cli == from_app
