@@ -130,9 +130,12 @@ def hold_lock(folder: str | os.PathLike, what: str) -> Iterator[FolderLock]:
 
     `what` says what the folder is ("run folder", "export target") in the message the second holder
     gets: "<folder> is in use by process N (run folder); ...". The folder need not exist yet; its
-    parent must (the lock file lives there).
+    parent is created if needed (the lock file lives there). OSError (a read-only or full disk)
+    propagates for the caller to report (`core.atomic.reporting_write_errors`).
     """
-    lock = acquire(lock_file_for(folder), what, shown=folder)
+    lock_file = lock_file_for(folder)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = acquire(lock_file, what, shown=folder)
     try:
         yield lock
     finally:
