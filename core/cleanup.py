@@ -19,13 +19,15 @@ from typing import Callable, Iterable
 
 from core.atomic import TEMP_SUFFIX
 
-# Temporaries a training run and its evaluation write, per sub-folder of the run folder.
+# Temporaries a training run writes, per sub-folder of the run folder.
 RUN_LEFTOVERS: dict[str, tuple[str, ...]] = {
     ".": (f".*{TEMP_SUFFIX}", ".generator.tmp.keras", ".write_test"),
     "checkpoints": (f".step_*{TEMP_SUFFIX}",),
     "samples": (f".step_*{TEMP_SUFFIX}",),
-    "evaluation": (f".*{TEMP_SUFFIX}", ".*.tmp.keras"),
 }
+# Temporaries `evaluate` and `augment-bench` write in RUN/evaluation (reports, plots, the judge model).
+# Apart from RUN_LEFTOVERS: an evaluation may run beside a training run, under its own lock.
+EVALUATION_LEFTOVERS: tuple[str, ...] = (f".*{TEMP_SUFFIX}", ".*.tmp.keras")
 
 
 def _remove(path: Path) -> bool:
@@ -55,7 +57,8 @@ def remove_leftovers(folder: str | os.PathLike, patterns: Iterable[str]) -> list
 
 def clean_run_folder(run_dir: str | os.PathLike) -> list[Path]:
     """Remove a killed run's temporaries: `.step_*.tmp` checkpoints and samples, `.generator.tmp.keras`,
-    the atomic writers' `.config.json.*.tmp` and the like, evaluation temporaries. Hold the run's lock."""
+    the atomic writers' `.config.json.*.tmp` and the like. Hold the run's lock. (RUN/evaluation is
+    cleaned by the evaluation: `remove_leftovers(RUN/evaluation, EVALUATION_LEFTOVERS)` under its lock.)"""
     run_dir = Path(run_dir)
     removed = []
     for sub, patterns in RUN_LEFTOVERS.items():

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from core.cleanup import clean_run_folder, recover_swap
+from core.cleanup import EVALUATION_LEFTOVERS, clean_run_folder, recover_swap, remove_leftovers
 from core.data.annotations import Box, open_store
 from core.data.cache import PrepareConfig, PreparedCache, prepare
 from core.data.dataset import open_dataset
@@ -63,13 +63,16 @@ def test_run_folder_leftovers_are_removed_and_the_run_kept(tmp_path):
     kept = ["config.json", "metrics.jsonl", "generator.keras", "checkpoints/step_0000500.npz",
             "samples/step_0000500.png", "evaluation/report.json", "evaluation/real_cache_64/cache.json"]
     left = [".generator.tmp.keras", ".write_test", ".config.json.k2j4.tmp", ".metrics.jsonl.x1.tmp",
-            "checkpoints/.step_0001000.npz.ab12cd.tmp", "samples/.step_0001000.png.q9.tmp",
-            "evaluation/.report.json.tmp", "evaluation/.judge.tmp.keras"]
-    for name in kept + left:
+            "checkpoints/.step_0001000.npz.ab12cd.tmp", "samples/.step_0001000.png.q9.tmp"]
+    evaluation = ["evaluation/.report.json.tmp", "evaluation/.judge.tmp.keras"]
+    for name in kept + left + evaluation:
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_bytes(b"x")
     removed = clean_run_folder(run)
     assert sorted(p.relative_to(run).as_posix() for p in removed) == sorted(left)
+    assert all((run / name).exists() for name in evaluation), "an evaluation may be running beside the run"
+    removed = remove_leftovers(run / "evaluation", EVALUATION_LEFTOVERS)
+    assert sorted(p.relative_to(run).as_posix() for p in removed) == sorted(evaluation)
     assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) == sorted(kept)
     assert clean_run_folder(tmp_path / "no-such-run") == []
 
