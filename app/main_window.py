@@ -23,6 +23,7 @@ from app.evaluate_panel import EvaluatePanel
 from app.generate_panel import GeneratePanel
 from app.theme import apply_theme
 from app.train_panel import TrainPanel
+from app.wheel_guard import install_wheel_guard
 from app.workers import JobHandle, start_job
 from core.data.annotations import AnnotationError, open_store
 from core.data.dataset import open_dataset
@@ -59,6 +60,7 @@ def _write_demo(out: str, job):
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
+        install_wheel_guard()
         self.settings = settings or QSettings()
         self.setWindowTitle("CXR Workbench")
         self.setWindowIcon(QIcon(str(RESOURCES / "icons" / "app.svg")))
