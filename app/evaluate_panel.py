@@ -161,7 +161,7 @@ class EvaluatePanel(QWidget):
         from core.evaluation.augment_bench import AugmentBenchConfig
 
         config = AugmentBenchConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
-                                    seeds=self.seeds_spin.value(), steps=self.steps_spin.value())
+                                    seeds=self.seeds_spin.value(), classifier_steps=self.steps_spin.value())
         self._start(augment_bench_job, config, self.show_augment_report, "Augmentation bench")
 
     def stop(self) -> None:
