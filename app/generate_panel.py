@@ -1,9 +1,9 @@
 """The Generate tab: open a trained run, choose classes, counts and a seed, preview a grid, export.
 
-Opening the run, drawing the preview and exporting each run in a child process (app/generation.py,
-driven from a JobRunner thread), so TensorFlow never stalls the window; the export goes through
-core's `export()`, which writes into a hidden folder and renames it into
-place, so a stopped export leaves nothing half-written.
+Opening a run reads its files (no TensorFlow); the preview and the export are core's "preview" and
+"export" tasks run by `app.workers.start_job` in a child process, so TensorFlow never stalls the window.
+The export writes into a hidden folder and renames it into place, so a stopped export leaves nothing
+half-written.
 """
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from app.generation import PREVIEW_COLUMNS, describe_run, export_images, preview_grid
-from app.process_job import run_in_process
-from app.workers import JobRunner
+from app.workers import JobHandle, start_job
+from core.errors import UserError
+from core.export.preview import PREVIEW_COLUMNS, PreviewConfig, describe_run
 from core.jobs import format_duration
+
 
 class GeneratePanel(QWidget):
     status = Signal(str)
@@ -28,7 +29,7 @@ class GeneratePanel(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.generator: dict | None = None
-        self.runner: JobRunner | None = None
+        self.runner: JobHandle | None = None
         self._grid: QImage | None = None
 
         self.run_edit = QLineEdit(settings.value("generate/run", "", type=str),
@@ -143,8 +144,23 @@ class GeneratePanel(QWidget):
         if not run:
             self._fail("Generate: choose a run folder")
             return
-        self.model_info.setText(f"Loading {run}…")
-        self._start(describe_run, run, on_finished=self._loaded, in_process=False)
+        try:
+            info = describe_run(run)
+        except UserError as error:
+            self._forget_run()
+            self._fail(str(error))
+            return
+        self._loaded(info)
+
+    def _forget_run(self) -> None:
+        """After a failed Open run nothing of the previous run may stay usable (it would export the wrong model)."""
+        self.generator = None
+        self.counts.setRowCount(0)
+        self._grid = None
+        self.preview_label.clear()
+        self.preview_label.setText("Open a trained run, then Preview")
+        self.model_info.setText("No generator loaded")
+        self._set_busy(self.runner is not None)
 
     def _loaded(self, info: dict) -> None:
         self.generator = info
@@ -172,7 +188,7 @@ class GeneratePanel(QWidget):
         if self.generator is None or not classes:
             self._fail("Generate: open a run and tick at least one class")
             return
-        self._start(preview_grid, self.generator["run_dir"], classes, self.seed.value(),
+        self._start("preview", PreviewConfig(run=self.generator["run_dir"], classes=classes, seed=self.seed.value()),
                     on_finished=self._show_preview)
 
     def _show_preview(self, grid: np.ndarray) -> None:
@@ -201,7 +217,7 @@ class GeneratePanel(QWidget):
         self.settings.setValue("generate/out", out)
         config = ExportConfig(run=self.generator["run_dir"], out=out, counts=counts, seed=self.seed.value(),
                               size=self.size.value(), force=self.force.isChecked())
-        self._start(export_images, config, on_finished=self._exported)
+        self._start("export", config, on_finished=self._exported)
 
     def _exported(self, result) -> None:
         message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
@@ -209,20 +225,16 @@ class GeneratePanel(QWidget):
         self.status.emit(message)
 
     # ---- plumbing
-    def _start(self, function, *args, on_finished, in_process: bool = True) -> None:
+    def _start(self, task: str, config, on_finished) -> None:
         if self.runner is not None:
             return
-        if in_process:
-            self.runner = JobRunner(run_in_process, function, *args, parent=self)
-        else:
-            self.runner = JobRunner(function, *args, parent=self)
+        self.runner = start_job(task, config)
         self.runner.progress.connect(self._progress)
         self.runner.finished.connect(on_finished)
         self.runner.failed.connect(self._fail)
-        self.runner.cancelled.connect(lambda: self.eta.setText("Stopped; nothing was written"))
+        self.runner.cancelled.connect(lambda message, _: self.eta.setText("Stopped; nothing was written"))
         self.runner.done.connect(self._done)
         self._set_busy(True)
-        self.runner.start()
 
     def _done(self) -> None:
         self.runner = None

@@ -121,7 +121,7 @@ def train_default_gan(work: Path, cache: Path, threads: int = 0):
     from core.gan.config import TrainConfig
     from core.gan.trainer import train
 
-    return train(TrainConfig(run=str(work / "run"), cache=str(cache), threads=threads,
+    return train(TrainConfig(run=str(work / "run"), data=str(cache), threads=threads,
                              resume=(work / "run" / "config.json").is_file()))
 
 

@@ -41,6 +41,7 @@ from core.errors import UserError
 from core.data.images import ImageReadError, load_image
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES, LABEL_INDEX, NIH_LABELS, canonical_label
+from core.options import option
 
 CACHE_VERSION = 1
 MULTI_LABEL_RULES = ("exclude", "rarest")
@@ -57,16 +58,20 @@ class CacheError(UserError):
 class PrepareConfig:
     """What to prepare. The CLI, the GUI form and the tests all build this."""
 
-    data: str
-    out: str
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    size: int = 128
-    multi_label: str = "exclude"
-    seed: int = 0  # seed of the patient-level split when the dataset has no official lists
-    workers: int = 0  # decoding threads; 0 = one per core
+    data: str = option("", "The NIH dataset folder.")
+    out: str = option("", "Cache folder to create (new, empty, or an earlier cache, which is reused or rebuilt).")
+    classes: tuple[str, ...] = option(DEFAULT_CLASSES, "NIH labels, one class each, in label order.")
+    size: int = option(128, "Side of the square images in pixels.")
+    multi_label: str = option("exclude", "exclude: only images whose labels are exactly one class; rarest: also "
+                                         "images whose labels are all classes, given to the rarest of them.",
+                              choices=MULTI_LABEL_RULES)
+    seed: int = option(0, "Seed of the patient-level split when the dataset has no official split lists.")
+    workers: int = option(0, "Decoding threads (0 = one per core).")
 
     def checked(self) -> "PrepareConfig":
         """The same config with canonical class names; raises CacheError naming the bad option."""
+        if not self.data or not self.out:
+            raise CacheError("prepare: give --data (the NIH folder) and --out (the cache folder)")
         classes = tuple(canonical_label(name) for name in self.classes)
         unknown = [name for name in classes if name not in LABEL_INDEX]
         if unknown:
