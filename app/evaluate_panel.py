@@ -160,7 +160,7 @@ class EvaluatePanel(QWidget):
         from core.evaluation.augment_bench import AugmentBenchConfig
 
         config = AugmentBenchConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
-                                    seeds=self.seeds_spin.value(), steps=self.steps_spin.value())
+                                    seeds=self.seeds_spin.value(), classifier_steps=self.steps_spin.value())
         self._start("augment-bench", config, self.show_augment_report, "Augmentation bench")
 
     def stop(self) -> None:

@@ -42,17 +42,20 @@ def test_evaluating_a_run_shows_the_numbers_and_plots_and_they_come_back_on_reop
     assert reopened.table.rowCount() == len(DEFAULT_CLASSES) + 1
 
 
-def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, panel, demo_root, tmp_path):
+def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, panel, tmp_path):
+    from tests.toy_sources import imbalanced_toy_data, write_toy_cache
+
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
     panel.set_run(run)
-    panel.set_dataset(demo_root)
-    panel.seeds_spin.setValue(1)
+    panel.set_dataset(write_toy_cache(tmp_path / "cache", imbalanced_toy_data(
+        train_counts=(20,) + (10,) * 6, test_per_class=10, classes=DEFAULT_CLASSES)))
+    panel.seeds_spin.setValue(2)
     panel.steps_spin.setValue(10)
     panel.augment_button.click()
     _wait_idle(qtbot, panel)
     assert panel.status.text() == "Augmentation bench: done."
-    assert panel.augment_table.rowCount() == len(DEFAULT_CLASSES) + 1
-    assert "+-" in panel.augment_table.item(0, 1).text() and "gain over 1 seed" in panel.augment_summary.text()
+    assert panel.augment_table.rowCount() == len(DEFAULT_CLASSES) + 4
+    assert "+-" in panel.augment_table.item(0, 1).text() and "Synthetic images" in panel.augment_summary.text()
     assert not panel.plots["augment"].pixmap().isNull()
 
 
