@@ -435,8 +435,8 @@ def test_the_cli_imports_and_prints_a_summary(tmp_path, capsys):
     code = main(["import-dicom", str(tmp_path / "src"), str(tmp_path / "out"), "--size", "64"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "added 1 image" in printed and "1 without Finding Labels" in printed
-    assert "not DICOM: 1" in printed and "x.txt" in printed and "padded" in printed
+    assert "Added 1 image(s)" in printed and "1 image(s) have no Finding Labels" in printed
+    assert "not DICOM 1" in printed and "x.txt (not a DICOM file)" in printed and "padded" in printed
     assert len(open_dataset(tmp_path / "out").table) == 1
 
 
@@ -449,3 +449,76 @@ def test_the_cli_refuses_a_non_empty_folder_in_one_line(tmp_path, capsys):
     assert main(["import-dicom", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--force" in error
+
+
+# ------------------------------------------------------------------------------------------------ app
+
+def _settings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+
+
+def test_the_dialog_builds_the_config_and_remembers_it(qtbot, tmp_path):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from app.import_dicom import ImportDicomDialog
+
+    settings = _settings(tmp_path)
+    dialog = ImportDicomDialog(settings)
+    qtbot.addWidget(dialog)
+    import_button = dialog.buttons.button(QDialogButtonBox.Ok)
+    assert not import_button.isEnabled()
+    dialog.source.setText(str(tmp_path / "src"))
+    dialog.out.setText(str(tmp_path / "out"))
+    dialog.size.setValue(256)
+    assert import_button.isEnabled()
+    assert dialog.config() == ImportDicomConfig(str(tmp_path / "src"), str(tmp_path / "out"), "", 256)
+    dialog.accept()
+    again = ImportDicomDialog(settings)
+    qtbot.addWidget(again)
+    assert again.config() == dialog.config()
+
+
+def test_the_app_imports_in_a_worker_and_opens_the_dataset(qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox, QWidget
+
+    from app.import_dicom import run_import
+
+    write_image(tmp_path / "src" / "a.dcm", ramp())
+    (tmp_path / "src" / "x.txt").write_text("x")
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    opened = []
+    run_import(parent, ImportDicomConfig(str(tmp_path / "src"), str(tmp_path / "out"), size=64), opened.append)
+    qtbot.waitUntil(lambda: bool(opened), timeout=120000)
+    assert opened == [str((tmp_path / "out").resolve())]
+    box = parent.findChild(QMessageBox)
+    assert "Added 1 image(s)" in box.text()
+    assert "x.txt: not DICOM — not a DICOM file" in box.detailedText()
+
+
+def test_the_app_asks_before_writing_into_a_folder_with_other_files(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox, QWidget
+
+    from app.import_dicom import run_import
+
+    asked = []
+    monkeypatch.setattr("app.import_dicom.QMessageBox.question", lambda *args: asked.append(args[2]) or QMessageBox.No)
+    write_image(tmp_path / "src" / "a.dcm", ramp())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    assert run_import(parent, ImportDicomConfig(str(tmp_path / "src"), str(tmp_path / "out")), print) is None
+    assert "holds other files" in asked[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
+
+
+def test_the_file_menu_offers_the_import(qtbot, tmp_path):
+    from app.main_window import MainWindow
+
+    window = MainWindow(_settings(tmp_path))
+    qtbot.addWidget(window)
+    file_menu = window.menuBar().actions()[0].menu()
+    assert "&Import DICOM folder…" in [action.text() for action in file_menu.actions()]

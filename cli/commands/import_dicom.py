@@ -39,33 +39,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_result(result: ImportResult) -> str:
-    lines = [f"added {result.added} image(s) to {result.out} ({result.seconds:.1f} s); it now holds "
-             f"{result.total} image(s)"
-             + (f"; {result.already} file(s) were imported before" if result.already else "")]
-    if result.new_patients:
-        lines.append(f"  {result.new_patients} new patient(s)")
-    if result.padded:
-        lines.append(f"  {result.padded} image(s) were not square: fitted and padded with black")
-    if result.unwindowed:
-        lines.append(f"  {result.unwindowed} image(s) had no usable window: scaled by their own range")
-    if result.relabelled:
-        lines.append(f"  {result.relabelled} earlier image(s) took new labels from --labels")
-    if result.unmatched_labels:
-        lines.append(f"  {result.unmatched_labels} row(s) of --labels named no image")
-    if result.unlabelled_total:
-        lines.append(f"  {result.unlabelled_total} without Finding Labels (no row in --labels)"
-                     + (f"; new: {_first(result.unlabelled)}" if result.unlabelled else ""))
-    if result.skipped:
-        lines.append(f"skipped {len(result.skipped)} file(s):")
-        for kind, count in result.skipped_counts().items():
-            files = [f"{name} ({detail})" for name, found, detail in result.skipped if found == kind]
-            lines.append(f"  {kind}: {count}")
-            lines += [f"    - {text}" for text in files[:SHOWN_FILES]]
-            if count > SHOWN_FILES:
-                lines.append(f"    ... and {count - SHOWN_FILES} more (--json lists all)")
+    """The result's summary, then the first files of each reason (and of the new unlabelled images)."""
+    lines = result.summary_lines()
+    lines[0] = lines[0].removesuffix(".") + f" ({result.seconds:.1f} s)."
+    if result.unlabelled:
+        lines.append("New images without labels:")
+        lines += _first(result.unlabelled)
+    for kind, count in result.skipped_counts().items():
+        lines.append(f"{kind}:")
+        lines += _first([f"{name} ({detail})" for name, found, detail in result.skipped if found == kind])
     return "\n".join(lines)
 
 
-def _first(names: list[str]) -> str:
-    shown = ", ".join(names[:SHOWN_FILES])
-    return shown + (f", ... and {len(names) - SHOWN_FILES} more" if len(names) > SHOWN_FILES else "")
+def _first(items: list[str]) -> list[str]:
+    lines = [f"  - {item}" for item in items[:SHOWN_FILES]]
+    if len(items) > SHOWN_FILES:
+        lines.append(f"  ... and {len(items) - SHOWN_FILES} more (--json lists all)")
+    return lines

@@ -147,6 +147,22 @@ class ImportResult:
     def skipped_counts(self) -> dict[str, int]:
         return dict(Counter(kind for _, kind, _ in self.skipped).most_common())
 
+    def summary_lines(self) -> list[str]:
+        """What the run did, in a few lines (the skipped files themselves are in `skipped`)."""
+        lines = [f"Added {self.added} image(s) to {self.out}; it now holds {self.total}."
+                 + (f" {self.already} file(s) were imported before." if self.already else "")]
+        notes = [(self.new_patients, "new patient(s)"),
+                 (self.padded, "image(s) were not square: fitted and padded with black"),
+                 (self.unwindowed, "image(s) had no usable window: scaled by their own range"),
+                 (self.relabelled, "earlier image(s) took new labels from the labels CSV"),
+                 (self.unmatched_labels, "row(s) of the labels CSV named no image"),
+                 (self.unlabelled_total, "image(s) have no Finding Labels (no row in the labels CSV)")]
+        lines += [f"  {count} {text}" for count, text in notes if count]
+        if self.skipped:
+            lines.append(f"Skipped {len(self.skipped)} file(s): "
+                         + ", ".join(f"{kind} {count}" for kind, count in self.skipped_counts().items()))
+        return lines
+
     def to_json(self) -> dict:
         return {"out": str(self.out), "added": self.added, "already_imported": self.already,
                 "total": self.total, "new_patients": self.new_patients,
@@ -289,13 +305,25 @@ class _Mapping:
         self.saved = True
 
 
-def open_mapping(out: Path, force: bool) -> _Mapping:
-    """OUT's mapping: read from an earlier import, or new for a new or empty folder (or any with `force`).
-    Raises `OutNotEmpty` for a folder holding other files, UserError for an unreadable mapping."""
+def check_out_folder(out: str | Path, force: bool = False) -> bool:
+    """True when `out` holds an earlier import, False when it is new or empty (or `force` is given).
+    Raises `OutNotEmpty` for a folder holding other files, UserError for a file in the way."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
+    if (out / PRIVATE_FOLDER / MAPPING_NAME).is_file():
+        return True
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutNotEmpty(f"{out}: the folder is not empty and holds no earlier DICOM import; "
+                          f"choose an empty folder or pass --force to write into it")
+    return False
+
+
+def open_mapping(out: Path, force: bool) -> _Mapping:
+    """OUT's mapping: read from an earlier import, or new for a new or empty folder (or any with `force`).
+    Raises like `check_out_folder`, and UserError for an unreadable mapping."""
     path = out / PRIVATE_FOLDER / MAPPING_NAME
-    if path.is_file():
+    if check_out_folder(out, force):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") != MAPPING_VERSION:
@@ -307,9 +335,6 @@ def open_mapping(out: Path, force: bool) -> _Mapping:
             raise UserError(f"{path}: the earlier import's mapping cannot be read ({error}); "
                             f"import into a new folder") from error
         return mapping
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutNotEmpty(f"{out}: the folder is not empty and holds no earlier DICOM import; "
-                          f"choose an empty folder or pass --force to write into it")
     return _Mapping(path, None)
 
 
