@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,32 +36,27 @@ from core.jobs import Job  # noqa: E402
 TARGET_OVERALL, TARGET_CLASS = 0.90, 0.75
 
 
-def train_for(run: Path, cache: Path, size: int, seconds: float, overrides: dict):
-    """Train (or resume) the run for about `seconds` of training through the project's API; the one place that
-    knows that API. Returns (summary, training seconds, steps): the clock runs from the end of the first step to the
-    last, so building and compiling the model, which each resumed chunk repeats, is not counted."""
+def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: float, overrides: dict):
+    """Train (or resume) the run for `seconds` of training through the project's task API (`run_train` with a
+    `TrainConfig` time budget); the one place that knows that API. Returns (summary, training seconds, steps).
+    The trainer's budget clock starts after the model is built, so the rebuild each resumed chunk repeats is not
+    counted."""
     from core.gan.config import TrainConfig
-    from core.gan.trainer import train
+    from core.tasks import run_train
 
-    clock: list[float] = []
+    resume = (run / "config.json").exists()
+    config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes), steps=10_000_000,
+                         minutes=seconds / 60, log_every=50, sample_every=500, checkpoint_every=10_000_000,
+                         resume=resume, **overrides)
+    before = _trained_step(run) if resume else 0
+    summary = run_train(config, Job())
+    return summary, summary.seconds, summary.step - before
 
-    def on_progress(progress):
-        clock.append(time.monotonic())
-        if timer.ident is None:  # the first step is done: start the budget
-            timer.start()
 
-    job = Job(on_progress, min_interval=0.0)
-    timer = threading.Timer(seconds, job.request_stop)
-    config = TrainConfig(run=str(run), cache=str(cache), size=size, steps=10_000_000, log_every=50,
-                         sample_every=500, checkpoint_every=10_000_000, resume=(run / "config.json").exists(),
-                         **overrides)
-    try:
-        summary = train(config, job)
-    finally:
-        timer.cancel()
-    steps = len(clock)  # one report per step
-    trained = (clock[-1] - clock[0]) * steps / max(steps - 1, 1) if steps else 0.0  # + the first step's share
-    return summary, trained, steps
+def _trained_step(run: Path) -> int:
+    from core.export.generator import trained_step
+
+    return trained_step(run) or 0
 
 
 def adherence(run: Path, judge, n_classes: int, per_class: int) -> list[float]:
@@ -160,7 +154,7 @@ def main() -> int:
           + "   load", flush=True)
     while trained_s < args.minutes * 60 - 1:
         chunk = min(args.eval_every * 60, args.minutes * 60 - trained_s)
-        summary, seconds, steps = train_for(run, cache_dir, args.size, chunk, overrides)
+        summary, seconds, steps = train_for(run, cache_dir, args.size, classes, chunk, overrides)
         trained_s += seconds
         speed = batch * steps / seconds if seconds > 0 else 0.0
         per_class = adherence(run, judge, len(classes), args.samples)
