@@ -384,3 +384,35 @@ def test_demo_data_command_writes_nih_proportions_and_refuses_bad_counts_with_ex
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert errors == ["error: --counts: unknown class 'Hernia'; the phantoms draw " + ", ".join(DEFAULT_CLASSES)]
     assert not (tmp_path / "c").exists()
+
+
+def test_demo_data_is_a_task_whose_cli_options_come_from_the_config_fields(tmp_path):
+    from dataclasses import fields
+
+    from cli.commands.demo_data import add_arguments, build_config
+    from core.data.phantoms import DemoConfig
+    from core.tasks import TASKS
+
+    parser = __import__("argparse").ArgumentParser()
+    add_arguments(parser)
+    for f in fields(DemoConfig):
+        if f.name != "out":
+            assert "--" + f.name.replace("_", "-") in parser.format_help(), f.name
+    config = build_config(parser.parse_args([str(tmp_path / "d"), "--counts", "Mass=2,No Finding=3",
+                                             "--test-per-class", "1", "--size", "64", "--difficulty", "easy"]))
+    assert config == DemoConfig(out=str(tmp_path / "d"), counts="Mass=2,No Finding=3", test_per_class=1, size=64,
+                                difficulty="easy")
+    root = TASKS["demo-data"](config, Job())
+    train_val, test = _lists(root)
+    assert len(test) == 2 and len(train_val) >= 5
+    assert json_marker(root)["params"]["difficulty"] == "easy"
+    with pytest.raises(UserError, match="^--counts: "):
+        TASKS["demo-data"](DemoConfig(out=str(tmp_path / "e"), counts="Mass=x"), Job())
+    with pytest.raises(UserError, match="output folder"):
+        TASKS["demo-data"](DemoConfig(), Job())
+
+
+def json_marker(root: Path) -> dict:
+    import json
+
+    return json.loads((root / ".cxr_demo.json").read_text())

@@ -53,6 +53,7 @@ from core.data.annotations import Box
 from core.errors import UserError
 from core.jobs import Cancelled, Job
 from core.labels import DEFAULT_CLASSES, canonical_label
+from core.options import option
 
 MARKER = ".cxr_demo.json"
 DATA_ENTRY_NAME = "Data_Entry_2017.csv"
@@ -140,6 +141,41 @@ DIFFICULTIES: dict[str, Difficulty] = {d.name: d for d in (
                pneumothorax_collapse=(0.8, 0.93), pneumothorax_lucency=(0.02, 0.06), pneumothorax_line=(0.05, 0.1),
                rotation=7, scale=(0.86, 1.08), shift=0.06, gamma=(0.65, 1.5), noise=(0.015, 0.05), real_film=True),
 )}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What demo dataset to write: the `demo-data` task's options (CLI and app build this)."""
+
+    out: str = option("", "New or empty folder (or an earlier demo dataset, which is replaced).")
+    difficulty: str = option("realistic", "Finding sizes and contrasts: 'realistic' (like real films), 'hard' "
+                                          "(smaller and fainter), 'easy' (large and distinct, for quick tests).",
+                             choices=tuple(DIFFICULTIES), label="Difficulty")
+    per_class: int = option(40, "Single-label training images per class, all classes alike (without --proportions "
+                                "or --counts).", label="Images per class")
+    proportions: str = option("", "'nih': the classes in NIH single-label proportions (No Finding 60,361 ... "
+                                  "Mass 2,139), the commonest scaled to --largest, none below --floor.",
+                              choices=("",) + PROPORTIONS, label="Proportions")
+    counts: str = option("", 'Single-label training images per class, e.g. "No Finding=280,Mass=30" (classes left '
+                             "out get none).", label="Counts")
+    largest: int = option(280, "With --proportions: images of the commonest class.", label="Largest class")
+    floor: int = option(30, "With --proportions: fewest images of any class.", label="Smallest class")
+    test_per_class: int = option(-1, "Balanced test set of this many single-label images per class, listed in "
+                                     "test_list.txt (the rest in train_val_list.txt); -1: 40 with --proportions or "
+                                     "--counts, else none (readers then split by patient).", label="Test images per class")
+    size: int = option(512, "Image side in pixels.", label="Image size (px)")
+    seed: int = option(0, "Same seed, same bytes.", label="Seed")
+
+
+def demo_data(config: DemoConfig, job: Job | None = None) -> Path:
+    """The `demo-data` task: `write_demo_dataset` with the config's options (`counts` parsed here)."""
+    if not config.out:
+        raise UserError("demo data: give the output folder")
+    counts = parse_counts(config.counts, "--counts") if config.counts.strip() else None
+    return write_demo_dataset(config.out, per_class=config.per_class, size=config.size, seed=config.seed, job=job,
+                              difficulty=config.difficulty, proportions=config.proportions or None, counts=counts,
+                              largest=config.largest, floor=config.floor,
+                              test_per_class=None if config.test_per_class == -1 else config.test_per_class)
 
 
 @dataclass(frozen=True)
