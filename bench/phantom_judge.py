@@ -1,12 +1,12 @@
 """How learnable are the phantoms? The project's judge classifier, per difficulty, on held-out phantoms.
 
     .venv/bin/python bench/phantom_judge.py [--difficulty easy realistic hard] [--size 64 128]
-        [--train-per-class 200] [--test-per-class 100] [--steps 1500] [--seeds 1]
+        [--train-per-class 300] [--test-per-class 100] [--steps 2000 4000] [--seeds 1]
 
 For each difficulty and size: draws `--train-per-class` single-label phantoms of each class (seed 1) and
 `--test-per-class` held-out ones (seed 2) at twice the size (at least 128 px), shrinks them with INTER_AREA as
 `prepare` does, trains `core.evaluation.classifier` on the training ones and prints its held-out accuracy per class
-(inference mode). Target for `realistic` at 64 px: 85-92% overall with every class >= ~70% (an independent
+(inference mode) after each of the `--steps` counts (one training run, evaluated on the way). Target for `realistic` at 64 px: 85-92% overall with every class >= ~70% (an independent
 judge reached 92% on realistic phantoms of its own); 99% everywhere would mean the findings are too easy,
 a class near chance (14%) that they are too hard. The machine's load average is printed with the timings.
 """
@@ -52,9 +52,20 @@ def phantom_images(difficulty: str, size: int, per_class: int, seed: int,
 
 def train_judge(images: np.ndarray, labels: np.ndarray, n_classes: int, steps: int, seed: int = 0):
     """The project's judge classifier trained on these images; returns an `Embedder` (probs, features)."""
+    return next(train_judge_stages(images, labels, n_classes, [steps], seed))[1]
+
+
+def train_judge_stages(images: np.ndarray, labels: np.ndarray, n_classes: int, steps: list[int], seed: int = 0):
+    """Yield (steps, Embedder) after each of the ascending step counts of one continued training run."""
     from core.evaluation.classifier import ClassifierConfig, Embedder, train_classifier
 
-    return Embedder(train_classifier(images, labels, n_classes, ClassifierConfig(steps=steps, seed=seed)))
+    model, done = None, 0
+    for stage, total in enumerate(sorted(steps)):
+        # each stage continues the model and its optimiser; its batches come from their own seed
+        config = ClassifierConfig(steps=total - done, seed=seed + 1000 * stage)
+        model = train_classifier(images, labels, n_classes, config, model=model)
+        done = total
+        yield total, Embedder(model)
 
 
 def per_class_accuracy(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> list[float]:
@@ -70,9 +81,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--difficulty", nargs="+", default=list(DIFFICULTIES), choices=list(DIFFICULTIES))
     parser.add_argument("--size", nargs="+", type=int, default=[64])
-    parser.add_argument("--train-per-class", type=int, default=200)
+    parser.add_argument("--train-per-class", type=int, default=300)
     parser.add_argument("--test-per-class", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=1500, help="classifier training steps (batch 64)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[2000, 4000],
+                        help="classifier training steps (batch 64) at which to report")
     parser.add_argument("--seeds", type=int, default=1, help="classifier seeds (the data stays the same)")
     parser.add_argument("--json", action="store_true", help="also print one JSON line per result")
     args = parser.parse_args()
@@ -80,7 +92,7 @@ def main() -> int:
     n = len(DEFAULT_CLASSES)
     print(f"judge classifier, {args.train_per_class} training / {args.test_per_class} held-out phantoms per class, "
           f"{args.steps} steps; load average {load_average()}", flush=True)
-    print(f"{'difficulty':>10} {'size':>4} {'seed':>4} {'overall':>7} {'min':>5}  "
+    print(f"{'difficulty':>10} {'size':>4} {'seed':>4} {'steps':>5} {'overall':>7} {'min':>5}  "
           + " ".join(f"{name[:11]:>11}" for name in DEFAULT_CLASSES) + "   data_s train_s")
     for difficulty in args.difficulty:
         for size in args.size:
@@ -90,15 +102,17 @@ def main() -> int:
             data_s = time.monotonic() - t
             for seed in range(args.seeds):
                 t = time.monotonic()
-                probs, _ = train_judge(train_x, train_y, n, args.steps, seed)(test_x)
-                train_s = time.monotonic() - t
-                accuracy = per_class_accuracy(probs, test_y, n)
-                overall = float(np.mean(accuracy))
-                print(f"{difficulty:>10} {size:>4} {seed:>4} {overall:>7.1%} {min(accuracy):>5.0%}  "
-                      + " ".join(f"{a:>11.0%}" for a in accuracy) + f"   {data_s:>6.0f} {train_s:>7.0f}", flush=True)
-                if args.json:
-                    print(json.dumps({"difficulty": difficulty, "size": size, "seed": seed, "overall": overall,
-                                      "per_class": dict(zip(DEFAULT_CLASSES, accuracy)), "load": load_average()}))
+                for steps, judge in train_judge_stages(train_x, train_y, n, args.steps, seed):
+                    train_s = time.monotonic() - t
+                    accuracy = per_class_accuracy(judge(test_x)[0], test_y, n)
+                    overall = float(np.mean(accuracy))
+                    print(f"{difficulty:>10} {size:>4} {seed:>4} {steps:>5} {overall:>7.1%} {min(accuracy):>5.0%}  "
+                          + " ".join(f"{a:>11.0%}" for a in accuracy) + f"   {data_s:>6.0f} {train_s:>7.0f}",
+                          flush=True)
+                    if args.json:
+                        print(json.dumps({"difficulty": difficulty, "size": size, "seed": seed, "steps": steps,
+                                          "overall": overall, "per_class": dict(zip(DEFAULT_CLASSES, accuracy)),
+                                          "load": load_average()}))
     print(f"load average at the end {load_average()}")
     return 0
 

@@ -216,7 +216,7 @@ def test_effusions_rise_the_documented_share_of_the_lung_height(difficulty):
     if difficulty == "easy":
         assert set(kinds) == {"large"} and min(heights) > 0.35
     else:
-        assert set(kinds) == {"small", "large"} and min(heights) < 0.1  # some only blunt the angle
+        assert set(kinds) == {"small", "large"} and min(heights) < d.effusion_large[0]  # some only blunt the angle
 
 
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
@@ -253,7 +253,7 @@ def test_realistic_atelectasis_is_plate_like_bands_or_lobar_collapse():
 def test_realistic_infiltrates_are_fainter_than_easy_ones():
     easy, real = _parts("Infiltration", "easy", 10, size=128), _parts("Infiltration", "realistic", 10, size=128)
     assert all(f.density > 0 for f in real)
-    assert np.mean([f.density for f in real]) < 0.8 * np.mean([f.density for f in easy])
+    assert np.mean([f.density for f in real]) < 0.85 * np.mean([f.density for f in easy])
 
 
 def test_no_finding_draws_no_findings_and_every_finding_its_own():

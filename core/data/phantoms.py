@@ -9,18 +9,21 @@ wide (NIH films are 35-43 cm across and 1024 px), so one pixel is about 6 mm at 
 
 - `easy`: the original drawing, large and distinct, for fast unit tests: nodules of 28-40 mm, masses of
   72-104 mm, dense wedge atelectasis, infiltrates and effusions filling half a lung, lungs collapsed to 50-70%.
-- `realistic` (the default): sizes and contrasts like real films. Nodule: 1-3 of 4-30 mm, log-uniform (median
-  11 mm, about 1.7 px at 64 px; a quarter are under one pixel there), a projected sphere whose peak density
-  falls with its thickness, a few calcified. Mass: 30-90 mm, smooth, lobulated or spiculated. Infiltration:
-  faint patchy haze in one zone (sometimes both lungs). Effusion: a third only blunt the costophrenic angle
-  (fluid rising 4-12% of the lung height at the chest wall), the rest reach 12-50%. Atelectasis: plate-like
-  bands (4-9 mm thick) with slight volume loss, or segmental/lobar collapse (a dense wedge, a raised
-  hemidiaphragm, the heart pulled over). Pneumothorax: the lung shrinks to 70-90% toward its hilum, leaving a
+- `realistic` (the default): sizes and contrasts like real films, tuned so that the project's judge classifier
+  still learns every class at 64 px (see `bench/phantom_judge.py`). Nodule: 1-3 of 10-30 mm, log-uniform
+  (median 17 mm, about 2.7 px at 64 px and 5.5 px at 128 px), a projected sphere whose peak density falls with
+  its thickness, a few calcified. Mass: 30-90 mm, smooth, lobulated or spiculated. Infiltration: faint patchy
+  haze around one zone (sometimes both lungs). Effusion: a quarter only blunt the costophrenic angle (fluid
+  rising 6-12% of the lung height at the chest wall), the rest reach 12-50%. Atelectasis: plate-like bands
+  (5-10 mm thick) with slight volume loss, or segmental/lobar collapse (a dense wedge, a raised
+  hemidiaphragm, the heart pulled over). Pneumothorax: the lung shrinks to 68-90% toward its hilum, leaving a
   subtly lucent rim free of markings and a thin pleural line. Plus variation in exposure (window, gamma,
-  heel effect), rotation (+-5 deg), magnification, position, patient size and shape, depth of inspiration,
-  noise, breast shadows, a stomach bubble, ECG electrodes with leads, collimation edges, side markers and text.
+  heel effect), rotation (+-3 deg), magnification, position, patient size and shape, depth of inspiration,
+  noise, breast shadows and a stomach bubble; 30% of the films carry side markers, text, collimation edges
+  or ECG electrodes with leads.
 - `hard`: smaller and fainter still (nodules 3-20 mm, masses 30-60 mm, infiltrates fainter, more blunting-only
-  effusions and plate-like atelectasis, lungs shrunk only to 80-93%), with wider variation.
+  effusions and plate-like atelectasis, lungs shrunk only to 80-93%), with wider variation (+-7 deg) and film
+  extras on every film.
 
 `draw_phantom` returns each drawn finding with its mask, box, kind and added density, so tests can measure what
 was drawn. `bench/phantom_judge.py` measures how learnable each difficulty is at 64 px.
@@ -112,7 +115,8 @@ class Difficulty:
     shift: float  # fraction of the width either way
     gamma: tuple[float, float]
     noise: tuple[float, float]
-    real_film: bool  # varied anatomy and exposure, electrodes, markers, text, collimation
+    real_film: bool  # varied anatomy and exposure, breast shadows, stomach bubble, heel effect
+    film_extras: float  # share of real films with side markers, text, collimation edges and ECG electrodes
 
 
 DIFFICULTIES: dict[str, Difficulty] = {d.name: d for d in (
@@ -123,15 +127,17 @@ DIFFICULTIES: dict[str, Difficulty] = {d.name: d for d in (
                atelectasis_plate_mm=(0, 0), atelectasis_plate_density=(0, 0),
                atelectasis_lobar_density=(0.45, 0.55), pneumothorax_collapse=(0.5, 0.7),
                pneumothorax_lucency=None, pneumothorax_line=(0.16, 0.16), rotation=3, scale=(0.94, 1.04),
-               shift=0.03, gamma=(0.8, 1.25), noise=(0.01, 0.03), real_film=False),
-    Difficulty("realistic", nodule_mm=(6, 30), nodule_count=(0.4, 0.35, 0.25), nodule_density=(0.3, 0.42),
+               shift=0.03, gamma=(0.8, 1.25), noise=(0.01, 0.03), real_film=False,
+               film_extras=0.0),
+    Difficulty("realistic", nodule_mm=(10, 30), nodule_count=(0.4, 0.35, 0.25), nodule_density=(0.34, 0.45),
                nodule_calcified=0.15, mass_mm=(30, 90), mass_density=(0.25, 0.35),
-               mass_edges=("smooth", "lobulated", "spiculated"), infiltration_density=(0.12, 0.2),
-               infiltration_zone=(0.1, 0.18), effusion_small_share=0.25, effusion_small=(0.05, 0.12),
-               effusion_large=(0.12, 0.5), atelectasis_plate_share=0.35, atelectasis_plate_mm=(5, 10),
-               atelectasis_plate_density=(0.22, 0.32), atelectasis_lobar_density=(0.32, 0.48),
+               mass_edges=("smooth", "lobulated", "spiculated"), infiltration_density=(0.14, 0.22),
+               infiltration_zone=(0.1, 0.18), effusion_small_share=0.25, effusion_small=(0.06, 0.12),
+               effusion_large=(0.12, 0.5), atelectasis_plate_share=0.3, atelectasis_plate_mm=(5, 10),
+               atelectasis_plate_density=(0.25, 0.35), atelectasis_lobar_density=(0.34, 0.48),
                pneumothorax_collapse=(0.68, 0.9), pneumothorax_lucency=(0.045, 0.09), pneumothorax_line=(0.1, 0.16),
-               rotation=4, scale=(0.92, 1.05), shift=0.04, gamma=(0.75, 1.3), noise=(0.01, 0.035), real_film=True),
+               rotation=3, scale=(0.94, 1.04), shift=0.03, gamma=(0.8, 1.25), noise=(0.01, 0.03), real_film=True,
+               film_extras=0.3),
     Difficulty("hard", nodule_mm=(3, 20), nodule_count=(0.6, 0.3, 0.1), nodule_density=(0.15, 0.24),
                nodule_calcified=0.1, mass_mm=(30, 60), mass_density=(0.12, 0.2),
                mass_edges=("smooth", "lobulated", "spiculated"), infiltration_density=(0.06, 0.11),
@@ -139,7 +145,8 @@ DIFFICULTIES: dict[str, Difficulty] = {d.name: d for d in (
                effusion_large=(0.09, 0.35), atelectasis_plate_share=0.55, atelectasis_plate_mm=(3, 7),
                atelectasis_plate_density=(0.1, 0.18), atelectasis_lobar_density=(0.22, 0.36),
                pneumothorax_collapse=(0.8, 0.93), pneumothorax_lucency=(0.02, 0.06), pneumothorax_line=(0.05, 0.1),
-               rotation=7, scale=(0.86, 1.08), shift=0.06, gamma=(0.65, 1.5), noise=(0.015, 0.05), real_film=True),
+               rotation=7, scale=(0.86, 1.08), shift=0.06, gamma=(0.65, 1.5), noise=(0.015, 0.05), real_film=True,
+               film_extras=1.0),
 )}
 
 
@@ -534,7 +541,9 @@ class _Chest:
         lungs = np.clip(self.lung_masks[0] + self.lung_masks[1], 0, 1)
         image += self._markings() + self._ribs() * body * (0.35 + 0.65 * lungs) + self._clavicles()
         if real:
-            image += self._soft_tissue(body) + self._electrodes()
+            image += self._soft_tissue(body)
+            if rng.random() < self.d.film_extras:
+                image += self._electrodes()
         if self.pneumothorax_side is not None:
             line = np.zeros((size, size), np.uint8)
             cv2.polylines(line, [_fixed(self.collapsed_points)], True, 255, max(1, size // 256), cv2.LINE_AA, 4)
@@ -878,7 +887,9 @@ def _finish(image, rng, d: Difficulty, view: str):
     """Film extras, exposure, contrast curve, blur and quantum noise; to uint8."""
     size = image.shape[0]
     if d.real_film:
-        image = _film_marks(image * _heel(size, rng), rng, view)
+        image = image * _heel(size, rng)
+        if rng.random() < d.film_extras:
+            image = _film_marks(image, rng, view)
     image = np.clip(image, 0, 1) ** rng.uniform(*d.gamma)
     low = rng.uniform(0.0, 0.06 if d.real_film else 0.04)
     high = rng.uniform(0.7, 0.92) if d.real_film else rng.uniform(0.72, 0.9)
