@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,26 +38,39 @@ TARGET_OVERALL, TARGET_CLASS = 0.90, 0.75
 
 
 def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: float, overrides: dict):
-    """Train (or resume) the run for `seconds` of training through the project's task API (`run_train` with a
-    `TrainConfig` time budget); the one place that knows that API. Returns (summary, training seconds, steps).
-    The trainer's budget clock starts after the model is built, so the rebuild each resumed chunk repeats is not
-    counted."""
+    """Train (or resume) the run for about `seconds` of training through the project's task API (`run_train`);
+    the one place that knows that API. Returns (summary, training seconds, steps). The clock runs from the first
+    "training" report (after the first step, which builds and compiles the step function again in every resumed
+    chunk) to the last, plus the first step's share, so the rebuilds are not counted; TrainConfig's own time
+    budget would count them, so the chunk ends by a stop request instead."""
     from core.gan.config import TrainConfig
+    from core.jobs import Cancelled
     from core.tasks import run_train
 
-    resume = (run / "config.json").exists()
+    clock: list[float] = []
+
+    def on_progress(progress):
+        if progress.stage == "training":
+            clock.append(time.monotonic())
+            if len(clock) == 1:
+                timer.start()
+
+    job = Job(on_progress, min_interval=0.0)
+    timer = threading.Timer(seconds, job.request_stop)
     config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes), steps=10_000_000,
-                         minutes=seconds / 60, log_every=50, sample_every=500, checkpoint_every=10_000_000,
-                         resume=resume, **overrides)
-    before = _trained_step(run) if resume else 0
-    summary = run_train(config, Job())
-    return summary, summary.seconds, summary.step - before
-
-
-def _trained_step(run: Path) -> int:
-    from core.export.generator import trained_step
-
-    return trained_step(run) or 0
+                         log_every=50, sample_every=500, checkpoint_every=10_000_000,
+                         resume=(run / "config.json").exists(), **overrides)
+    try:
+        summary = run_train(config, job)
+    except Cancelled as stopped:  # the chunk's stop request: checkpoint and generator are saved
+        if stopped.result is None:
+            raise
+        summary = stopped.result
+    finally:
+        timer.cancel()
+    steps = len(clock)  # one report per step
+    trained = (clock[-1] - clock[0]) * steps / max(steps - 1, 1) if steps else 0.0
+    return summary, trained, steps
 
 
 def adherence(run: Path, judge, n_classes: int, per_class: int) -> list[float]:
