@@ -1,12 +1,13 @@
 """Class adherence of the GAN, judged on held-out realistic phantoms, against wall-clock minutes of training.
 
     .venv/bin/python bench/quality.py [--minutes 10] [--eval-every 1] [--size 64] [--difficulty realistic]
-        [--per-class 120 | --proportions nih] [--judge-per-class 300] [--judge-steps 2000] [--set FIELD=VALUE]
+        [--per-class 120 | --proportions nih] [--judge-per-class 300] [--judge-steps 4000] [--set FIELD=VALUE]
 
 1. writes the GAN's training data: a phantom demo dataset (seed 0) of `--difficulty`, prepared at `--size`;
 2. trains the judge (`core.evaluation.classifier`, the project's evaluator) on other phantoms of the same
    kind (seed 1) that the GAN never sees, and prints its per-class accuracy on further held-out phantoms
-   (seed 2): the judge's own ceiling;
+   (seed 2): the judge's own ceiling (on realistic phantoms at 64 px about 86%, every class >= 72%, after
+   4000 steps; at 2000 steps it has not converged, about 61%);
 3. trains the GAN through the project's training API in chunks of `--eval-every` minutes (each chunk resumes
    the run, which is exact) until `--minutes` of training time; after each chunk the judge classifies
    `--samples` generated images per class; adherence = the share it puts in their conditioned class (chance 1/7).
@@ -126,7 +127,7 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=120, help="GAN training phantoms per class")
     parser.add_argument("--proportions", default=None, help="'nih': GAN training data in NIH proportions instead")
     parser.add_argument("--judge-per-class", type=int, default=300, help="judge training phantoms per class")
-    parser.add_argument("--judge-steps", type=int, default=2000)
+    parser.add_argument("--judge-steps", type=int, default=4000, help="judge training steps (batch 64)")
     parser.add_argument("--samples", type=int, default=50, help="generated images per class for each evaluation")
     parser.add_argument("--work", default="", help="work folder (default: a temporary one); an existing run in "
                                                    "it is resumed")
