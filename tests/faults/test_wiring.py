@@ -1,9 +1,5 @@
-"""Issue 11 faults whose fix lives in files the lead owns (export, train, the run config).
-
-The pieces are built and tested in `core/locks.py`, `core/cleanup.py` and `core/atomic.py`; these tests
-say what the wired behaviour must be. Those marked `WIRED_BY_LEAD` are strict xfails until the lead adds
-the calls listed in the h-faults report; then they pass and the marker comes off. The run-config ones
-already pass (main bc7d742 validates every field of config.json by name).
+"""Issue 11 faults whose fix lives in the tasks (export, train, evaluate, the run config): the pieces of
+`core/locks.py`, `core/cleanup.py` and `core/atomic.py` as the tasks use them.
 """
 from __future__ import annotations
 
@@ -19,9 +15,6 @@ from core.errors import UserError
 from core.locks import hold_lock
 
 from tests.faults.conftest import cli
-
-WIRED_BY_LEAD = pytest.mark.xfail(strict=True, reason="wired by the lead")
-
 
 # ---- export (generate): a fake generator, so no TensorFlow is needed
 
@@ -59,7 +52,6 @@ def earlier_export(folder: Path) -> Path:
     return folder
 
 
-@WIRED_BY_LEAD
 def test_an_export_target_in_use_is_refused(tmp_path):
     out = tmp_path / "export"
     with hold_lock(out, "export target"):
@@ -67,7 +59,6 @@ def test_an_export_target_in_use_is_refused(tmp_path):
             run_export(tmp_path, out, {"Mass": 2})
 
 
-@WIRED_BY_LEAD
 def test_an_export_swap_cut_by_a_kill_is_restored_at_the_next_start(tmp_path):
     """--force was killed between its two renames: the target is gone, the old copy is in `.export.old-*`.
     The next export restores it first thing, even when that export then stops on a bad option."""
@@ -80,7 +71,6 @@ def test_an_export_swap_cut_by_a_kill_is_restored_at_the_next_start(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
-@WIRED_BY_LEAD
 def test_an_export_on_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(tmp_path, small_disk):
     disk = small_disk.make("1m")
     out = disk / "export"
@@ -89,7 +79,6 @@ def test_an_export_on_a_full_disk_is_one_line_naming_the_target_and_leaves_nothi
     assert list(disk.iterdir()) == []
 
 
-@WIRED_BY_LEAD
 def test_an_export_into_read_only_storage_is_one_line(tmp_path, small_disk):
     disk = small_disk.make("1m")
     small_disk.read_only(disk)
@@ -151,7 +140,6 @@ def tiny_cache(tmp_path_factory, phantom_root) -> Path:
 
 
 @pytest.mark.slow
-@WIRED_BY_LEAD
 def test_a_second_train_on_a_run_folder_is_refused_and_the_next_cleans_the_leftovers(tmp_path, tiny_cache):
     """Two `train` processes on one run folder: the second is refused at once and touches nothing. The
     next start that holds the folder removes the killed run's temporaries before anything else (here it
