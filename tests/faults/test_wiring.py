@@ -14,7 +14,7 @@ import pytest
 from core.errors import UserError
 from core.locks import hold_lock
 
-from tests.faults.conftest import cli
+from tests.faults.conftest import assert_one_line_error, cli
 
 # ---- export (generate): a fake generator, so no TensorFlow is needed
 
@@ -95,6 +95,7 @@ HOSTILE_CONFIG = {
     "negative latent": {"latent_dim": -5},
     "steps 1e100": {"steps": 1e100},
     "a million threads": {"threads": 1_000_000},
+    "lr 1e15": {"lr_g": 1e15},
 }
 
 
@@ -162,3 +163,90 @@ def test_a_second_train_on_a_run_folder_is_refused_and_the_next_cleans_the_lefto
     done = cli(*args, "--size", "64", timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not any(path.exists() for path in leftovers)
+
+
+def test_a_second_resume_is_refused_before_it_reads_or_writes_anything(tmp_path):
+    """Two `train --resume` on one run: the second stops at the lock (no TensorFlow, no file touched)."""
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{ not read while the run is in use")
+    with hold_lock(run, "run folder"):
+        with pytest.raises(UserError, match=f"{run} is in use by process {os.getpid()}"):
+            train(TrainConfig(run=str(run), data=str(tmp_path / "cache"), resume=True))
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+class _Weights:
+    weights: list = []
+
+
+class _FakeEngine:
+    """What the trainer's save helpers use of a GanEngine: weights to check, state bytes, `ema.save`."""
+
+    def __init__(self, size: int):
+        self.generator = self.discriminator = _Weights()
+        self.size = size
+        engine = self
+
+        class Ema(_Weights):
+            @staticmethod
+            def save(path):
+                Path(path).write_bytes(b"k" * engine.size)
+
+        self.ema = Ema()
+
+    def state_bytes(self, step: int, extra: dict) -> bytes:
+        return b"s" * self.size
+
+
+def _saving_run(run_dir: Path):
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import _Run
+    from core.jobs import Job
+
+    run = _Run(TrainConfig(run=str(run_dir)), Job())
+    run.paths.make()
+    return run
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "generator"])
+def test_a_train_save_on_a_full_disk_is_one_line_and_leaves_no_partial_file(small_disk, what):
+    run = _saving_run(small_disk.make("1m") / "run")
+    engine = _FakeEngine(2 * 1024 * 1024)
+    target = run.paths.checkpoint(500) if what == "checkpoint" else run.paths.generator
+    with pytest.raises(UserError, match=f"^{target}: cannot write \\(no space left on the disk\\)"):
+        run.save_checkpoint(engine, 500, 1.0) if what == "checkpoint" else run.save_generator(engine)
+    left = sorted(p.relative_to(run.paths.root).as_posix() for p in run.paths.root.rglob("*") if p.is_file())
+    assert left == [], left
+
+
+def test_a_train_save_on_read_only_storage_is_one_line(small_disk):
+    run = _saving_run(small_disk.make("1m") / "run")
+    small_disk.read_only(run.paths.root.parent)
+    with pytest.raises(UserError, match=f"^{run.paths.checkpoint(500)}: cannot write \\(the file system is read-only\\)"):
+        run.save_checkpoint(_FakeEngine(10), 500, 1.0)
+    with pytest.raises(UserError, match=f"^{run.paths.generator}: cannot write \\(the file system is read-only\\)"):
+        run.save_generator(_FakeEngine(10))
+
+
+def test_a_train_on_read_only_storage_is_one_line_naming_the_run_folder(small_disk):
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import train
+
+    disk = small_disk.make("1m")
+    small_disk.read_only(disk)
+    with pytest.raises(UserError, match=f"^{disk / 'run'}: cannot write the run folder \\(the file system is read-only\\)"):
+        train(TrainConfig(run=str(disk / "run"), data=str(disk / "cache")))
+
+
+def test_a_learning_rate_of_1e15_is_refused_before_training(tmp_path):
+    """Issue 11 #3: lr 1e15 overflowed the weights while the losses stayed finite. The option is refused
+    by range now; weights that still overflow stop the run with the last good checkpoint kept
+    (tests/test_gan_trainer.py::test_weights_that_overflow_while_losses_stay_finite_are_caught_before_saving)."""
+    done = cli("train", "--data", tmp_path / "nih", "--run", tmp_path / "run", "--lr-g", "1e15", "--lr-d", "1e15",
+               timeout=60)
+    assert_one_line_error(done, "--lr-g must be between")
+    assert list(tmp_path.iterdir()) == []
