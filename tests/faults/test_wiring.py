@@ -250,3 +250,44 @@ def test_a_learning_rate_of_1e15_is_refused_before_training(tmp_path):
                timeout=60)
     assert_one_line_error(done, "--lr-g must be between")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- evaluate: a toy generator (a real Keras model, so TensorFlow loads: slow)
+
+@pytest.fixture(scope="module")
+def toy_real():
+    from core.evaluation.real_data import RealData
+    from tests.test_generate import TOY_CLASSES, toy_real_data
+
+    images, labels, split = toy_real_data(per_class=20, size=32)
+    names = np.array([f"{i + 1:08d}_000.png" for i in range(len(labels))], dtype=object)
+    return RealData(images=images, labels=labels, split=split, classes=TOY_CLASSES, source="toy", names=names,
+                    patient_ids=np.array([str(i + 1) for i in range(len(labels))], dtype=object))
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill the tmpfs `disk` up to `leave` free bytes."""
+    stats = os.statvfs(disk)
+    free = stats.f_bavail * stats.f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_an_evaluation_on_a_full_or_read_only_disk_is_one_line_and_leaves_nothing_partial(small_disk, toy_real,
+                                                                                           fault):
+    from core.evaluation.evaluate import EvaluateConfig, evaluate
+    from tests.test_generate import write_toy_run
+
+    disk = small_disk.make("4m")
+    run = write_toy_run(disk / "run", "follows")
+    before = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*"))
+    if fault == "full":
+        _fill(disk, 16 * 1024)
+    else:
+        small_disk.read_only(disk)
+    reason = "no space left on the disk" if fault == "full" else "the file system is read-only"
+    with pytest.raises(UserError, match=f"^{run / 'evaluation'}: cannot write \\({reason}\\)$"):
+        evaluate(EvaluateConfig(run=str(run), n=6, classifier_steps=5, pairs=4), real=toy_real)
+    after = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.name != "filler")
+    assert [p for p in after if p not in before and not p.endswith("evaluation")] == [], "partial files left"
