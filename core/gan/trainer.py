@@ -1,8 +1,9 @@
 """`train(config, job) -> RunSummary`: the whole training task, from the data source to generator.keras.
 
 Order of work, so that nothing is prepared or written before the run folder is known to be usable:
-check the run folder (new run, or resume) -> prepare the cache if `data` is an NIH folder -> write
-config.json -> build and compile -> train -> save.
+lock the run folder for the whole run (a second train or resume is refused; a killed run's temporaries
+are removed) -> check the run folder (new run, or resume) -> prepare the cache if `data` is an NIH
+folder -> write config.json -> build and compile -> train -> save.
 
 What the loop guarantees:
 - metrics.jsonl gets one row per `log_every` steps (averages over those steps); the job receives the
