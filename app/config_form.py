@@ -40,7 +40,7 @@ class ConfigForm(QWidget):
             self.editors[f.name] = editor
             self._types[f.name] = type(value)
             initial[f.name] = value
-            title = f.name.replace("_", " ")
+            title = f.metadata.get("label") or f.name.replace("_", " ")
             layout.addRow(title[0].upper() + title[1:], editor)
         self.set_values(initial)
 
