@@ -31,7 +31,7 @@ from app.workers import JobHandle, start_job
 from core.data.annotations import AnnotationError, open_store
 from core.data.dataset import open_dataset
 from core.data.phantoms import is_demo_dataset, write_demo_dataset
-from core.export.manifest import read_export_manifest
+from core.export.export import read_manifest
 
 log = logging.getLogger(__name__)
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -61,7 +61,7 @@ def _write_demo(out: str, job):
     return write_demo_dataset(out, job=job)
 
 
-def _open_read_only(job, root: str):
+def _open_read_only(root: str, job):
     """Worker side for a synthetic export: the index only, no annotation store (it would write into the export)."""
     return open_dataset(root, job=job), None, ""
 
@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open synthetic export folder", start)
         if not folder:
             return
-        if read_export_manifest(folder) is None:
+        if read_manifest(folder) is None:
             self.show_error(f"{folder}: not a synthetic export (no manifest.json written by Generate). "
                             "Use File > Open dataset folder… for real data.")
             return
@@ -223,7 +223,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opening {folder}…")
         self.progress.setValue(0)
         self.progress.show()
-        runner = self._start(_open_read_only if read_export_manifest(folder) else _open_with_annotations, folder)
+        runner = self._start(_open_read_only if read_manifest(folder) else _open_with_annotations, folder)
         runner.progress.connect(lambda p: (self.progress.setMaximum(max(1, p.total)), self.progress.setValue(p.done)))
         runner.finished.connect(lambda result: self._dataset_opened(folder, *result))
         runner.failed.connect(lambda message: (self.progress.hide(), self.show_error(message)))
@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
             stack.canRedoChanged.connect(self.redo_action.setEnabled)
         self._set_editing_enabled(store is not None)
         demo = is_demo_dataset(folder)
-        manifest = read_export_manifest(folder)
+        manifest = read_manifest(folder)
         self.browse.set_dataset(index, self.controller, DEMO_NOTE if demo else "",
                                 synthetic_note(manifest) if manifest else "")
         if manifest is None:   # synthetic images are never offered as training or reference data

@@ -22,8 +22,12 @@ def window(qtbot, tmp_path, dataset):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     win = MainWindow(settings)
     qtbot.addWidget(win)
+    errors = []
+    win.show_error = errors.append   # a modal error dialog would hang the test
     win.open_dataset(str(dataset))
-    qtbot.waitUntil(lambda: win.index is not None, timeout=10000)
+    qtbot.waitUntil(lambda: win.index is not None or bool(errors), timeout=10000)
+    del win.show_error
+    assert not errors
     return win
 
 

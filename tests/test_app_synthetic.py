@@ -9,8 +9,7 @@ from PySide6.QtCore import QSettings, Qt
 
 from app.main_window import MainWindow
 from core.data.annotations import PROJECT_FOLDER
-from core.export.export import CSV_NAME, EXPORT_FORMAT, IMAGES_DIR, MANIFEST_NAME, write_csv
-from core.export.manifest import read_export_manifest
+from core.export.export import CSV_NAME, EXPORT_FORMAT, IMAGES_DIR, MANIFEST_NAME, read_manifest, write_csv
 
 CLASSES = ("Mass", "Nodule")
 
@@ -29,7 +28,7 @@ def export_folder(tmp_path, demo_root):
         rows.append({"image": name, "class": CLASSES[k % 2], "label": k % 2, "latent_seed": k,
                      "patient_id": 90_000_000 + k, "age": 40 + k, "sex": "F", "view": "PA"})
     write_csv(out / CSV_NAME, rows, 256)
-    manifest = {"format": EXPORT_FORMAT, "version": 1, "created": "2026-01-02T03:04:05+00:00",
+    manifest = {"format": EXPORT_FORMAT, "version": 2, "created": "2026-01-02T03:04:05+00:00",
                 "model": {"run": str(tmp_path / "runs" / "chest-run"), "sha256": "0123456789", "trained_step": 89},
                 "counts": {"Mass": 3, "Nodule": 3},
                 "images": [{"image": r["image"], "class": r["class"]} for r in rows]}
@@ -46,19 +45,23 @@ def window(qtbot, tmp_path):
 
 def _open(window, qtbot, folder) -> None:
     window.index = None
+    errors = []
+    window.show_error = errors.append   # a modal error dialog would hang the test
     window.open_dataset(str(folder))
-    qtbot.waitUntil(lambda: window.index is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.index is not None or bool(errors), timeout=10000)
+    del window.show_error
+    assert not errors
 
 
 def test_an_export_is_recognised_by_its_manifest(export_folder, demo_root, tmp_path):
-    assert read_export_manifest(export_folder)["counts"] == {"Mass": 3, "Nodule": 3}
-    assert read_export_manifest(demo_root) is None
+    assert read_manifest(export_folder)["counts"] == {"Mass": 3, "Nodule": 3}
+    assert read_manifest(demo_root) is None
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / MANIFEST_NAME).write_text("{not json", encoding="utf-8")
-    assert read_export_manifest(broken) is None
+    assert read_manifest(broken) is None
     (broken / MANIFEST_NAME).write_text(json.dumps({"format": "something else"}), encoding="utf-8")
-    assert read_export_manifest(broken) is None
+    assert read_manifest(broken) is None
 
 
 def test_an_export_opens_like_a_dataset_marked_synthetic_and_read_only(window, qtbot, export_folder, monkeypatch):
