@@ -416,3 +416,18 @@ def json_marker(root: Path) -> dict:
     import json
 
     return json.loads((root / ".cxr_demo.json").read_text())
+
+
+def test_film_extras_are_on_none_of_the_easy_some_realistic_and_all_hard_films(monkeypatch):
+    import core.data.phantoms as phantoms
+
+    marked = []
+    original = phantoms._film_marks
+    monkeypatch.setattr(phantoms, "_film_marks", lambda image, rng, view: marked.append(view) or original(image, rng,
+                                                                                                          view))
+    for difficulty, low, high in (("easy", 0.0, 0.0), ("realistic", 0.15, 0.5), ("hard", 1.0, 1.0)):
+        marked.clear()
+        for k in range(80):
+            draw_phantom(("No Finding",), 64, np.random.default_rng([9, k]), "AP", difficulty, "M")
+        assert low <= len(marked) / 80 <= high, (difficulty, len(marked))
+        assert DIFFICULTIES[difficulty].film_extras in (0.0, 1.0) or low < DIFFICULTIES[difficulty].film_extras < high
