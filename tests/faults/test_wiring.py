@@ -291,3 +291,16 @@ def test_an_evaluation_on_a_full_or_read_only_disk_is_one_line_and_leaves_nothin
         evaluate(EvaluateConfig(run=str(run), n=6, classifier_steps=5, pairs=4), real=toy_real)
     after = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.name != "filler")
     assert [p for p in after if p not in before and not p.endswith("evaluation")] == [], "partial files left"
+
+
+@pytest.mark.slow
+def test_a_config_json_with_more_classes_than_the_model_is_refused_at_load(tmp_path):
+    from core.export.generator import load_generator
+    from tests.test_generate import write_toy_run
+
+    run = write_toy_run(tmp_path / "run", "follows")
+    config = json.loads((run / "config.json").read_text())
+    assert len(load_generator(run).classes) == len(config["classes"]) == 3
+    (run / "config.json").write_text(json.dumps({**config, "classes": [*config["classes"], "Nodule", "Hernia"]}))
+    with pytest.raises(UserError, match=f"{run / 'config.json'}: lists 5 classes but the model was trained on 3"):
+        load_generator(run)
