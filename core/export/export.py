@@ -203,11 +203,13 @@ def _write_png(path: Path, image: np.ndarray, chunks: dict[str, str]) -> None:
     path.write_bytes(_encode(image, chunks))
 
 
-def _is_export(folder: Path) -> bool:
+def read_manifest(folder) -> dict | None:
+    """The manifest of a folder written by `export`, or None for any other folder (or an unreadable manifest)."""
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        manifest = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT else None
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -216,7 +218,7 @@ def _check_target(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UserError(f"{out}: folder is not empty; choose another --out or pass --force to replace it")
-        if not _is_export(out):
+        if read_manifest(out) is None:
             raise UserError(f"{out}: not an earlier synthetic export (no {MANIFEST_NAME} of ours); "
                             "refusing to replace it even with --force")
 
@@ -408,7 +410,7 @@ def _holding_target(out: Path, job: Job):
     with ExitStack() as held:
         try:
             held.enter_context(hold_lock(out, "export target"))
-            for action in recover_swap(out, (STAGING,), is_complete=_is_export):  # its manifest is written last
+            for action in recover_swap(out, (STAGING,), is_complete=lambda folder: read_manifest(folder) is not None):  # its manifest is written last
                 job.log(action)
         except OSError as error:
             raise write_error(out, error) from error
