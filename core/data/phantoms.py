@@ -162,7 +162,7 @@ class DemoConfig:
                                 "or --counts).", label="Images per class")
     proportions: str = option("", "'nih': the classes in NIH single-label proportions (No Finding 60,361 ... "
                                   "Mass 2,139), the commonest scaled to --largest, none below --floor.",
-                              choices=("",) + PROPORTIONS, label="Proportions")
+                              choices=PROPORTIONS, label="Proportions")
     counts: str = option("", 'Single-label training images per class, e.g. "No Finding=280,Mass=30" (classes left '
                              "out get none).", label="Counts")
     largest: int = option(280, "With --proportions: images of the commonest class.", label="Largest class")
