@@ -9,6 +9,10 @@ For each difficulty and size: draws `--train-per-class` single-label phantoms of
 (inference mode) after each of the `--steps` counts (one training run, evaluated on the way). Target for `realistic` at 64 px: 85-92% overall with every class >= ~70% (an independent
 judge reached 92% on realistic phantoms of its own); 99% everywhere would mean the findings are too easy,
 a class near chance (14%) that they are too hard. The machine's load average is printed with the timings.
+
+Measured 2026-11-26 with the defaults at 64 px (300/80 per class; load 9-20 on 2 shared cores):
+realistic 61% after 2000 steps, 86.1% (every class >= 68%) after 3000, 86.4% (>= 72%) after 4000;
+easy 99.3% (>= 98%); hard 14% (the judge does not learn it at 64 px with this much data).
 """
 from __future__ import annotations
 
