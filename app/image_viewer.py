@@ -261,6 +261,7 @@ class MetadataPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.root = None   # dataset folder: the File row shows paths relative to it (full path as tooltip)
+        self.synthetic = False   # synthetic images belong to no split: the index's split would mislead
         self.values: dict[str, QLabel] = {}
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
@@ -296,6 +297,8 @@ class MetadataPanel(QWidget):
         if path and self.root is not None and Path(path).is_relative_to(self.root):
             path = str(Path(path).relative_to(self.root))
         row["path"] = path or "(file not found)"
+        if self.synthetic:
+            row["split"] = "none (synthetic)"
         for key, label in self.values.items():
             value = row.get(key, "")
             label.setText("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))
