@@ -230,6 +230,10 @@ class MainWindow(QMainWindow):
 
     def _dataset_opened(self, folder: str, index, store, store_error: str) -> None:
         self.progress.hide()
+        read_only_note = "Boxes are shown read-only until the file is fixed or removed."
+        if store is not None and store.read_only:  # another window (process) holds these annotations
+            store_error, read_only_note = store.read_only_reason, "Boxes and labels are shown read-only here."
+            store = None  # never two writers: this window gets no editor
         if self.controller is not None:
             self.controller.deleteLater()
         self.index = index
@@ -260,7 +264,7 @@ class MainWindow(QMainWindow):
             for problem in index.problems:
                 log.warning("%s", problem)
         if store_error:
-            self.show_error(f"{store_error}\nBoxes are shown read-only until the file is fixed or removed.")
+            self.show_error(f"{store_error}\n{read_only_note}")
         elif store is not None and store.location_note:
             summary += f"; {store.location_note}"
         self.statusBar().showMessage(f"Opened {index.root}: {summary}")
