@@ -414,7 +414,7 @@ def _holding_target(out: Path, job: Job):
     with ExitStack() as held:
         try:
             held.enter_context(hold_lock(out, "export target"))
-            for action in recover_swap(out, (STAGING,), is_complete=_is_export):  # its manifest is written last
+            for action in recover_swap(out, (STAGING,), is_complete=lambda folder: read_manifest(folder) is not None):  # its manifest is written last
                 job.log(action)
         except OSError as error:
             raise write_error(out, error) from error
