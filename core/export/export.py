@@ -212,17 +212,13 @@ def read_manifest(folder) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT else None
 
 
-def _is_export(folder: Path) -> bool:
-    return read_manifest(folder) is not None
-
-
 def _check_target(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UserError(f"{out}: folder is not empty; choose another --out or pass --force to replace it")
-        if not _is_export(out):
+        if read_manifest(out) is None:
             raise UserError(f"{out}: not an earlier synthetic export (no {MANIFEST_NAME} of ours); "
                             "refusing to replace it even with --force")
 
