@@ -253,6 +253,8 @@ def _loop(run: _Run) -> RunSummary:
 
     config = run.config
     engine = GanEngine(config, len(run.data.classes), make_strategy(config.strategy))
+    for notice in engine.notices:
+        run.log(notice)
     start = run.restore(engine)
     z_fixed, y_fixed = run.fixed_latents()
     replicas = engine.replicas
