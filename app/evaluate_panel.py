@@ -1,7 +1,7 @@
 """The Evaluate tab: run `core.evaluation.evaluate` / `core.evaluation.augment_bench` in a worker and show their reports and plots.
 
-The panel only gathers the user's choices into core's config dataclasses, starts the job in a child
-process (app/process_job.py) driven from a `JobRunner` and displays what comes back (report tables,
+The panel only gathers the user's choices into core's config dataclasses, starts core's "evaluate" or
+"augment-bench" task with `app.workers.start_job` (in a child process) and displays what comes back (report tables,
 the PNG plots core wrote into the run's `evaluation/` folder). Opening a run that was evaluated before shows its saved reports at once.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QHeaderVie
                                QProgressBar, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
-from app.evaluation_jobs import augment_bench_job, evaluate_job
-from app.process_job import run_in_process
-from app.workers import JobRunner
+from app.messages import plain
+from app.workers import JobHandle, start_job
 
 PLOT_TITLES = {"confusion": "Confusion", "accuracy": "Accuracy", "diversity": "Diversity",
                "nearest": "Nearest training images", "augment": "Augmentation"}
@@ -35,7 +34,7 @@ class EvaluatePanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._runner: JobRunner | None = None
+        self._runner: JobHandle | None = None
         self.run_edit = QLineEdit(placeholderText="run folder with generator.keras")
         self.data_edit = QLineEdit(placeholderText="prepared cache or NIH folder (empty: the run's training cache)")
         self._shown_run = ""
@@ -155,37 +154,36 @@ class EvaluatePanel(QWidget):
 
         config = EvaluateConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
                                 n=self.n_spin.value(), classifier_steps=self.steps_spin.value())
-        self._start(evaluate_job, config, self.show_report, "Evaluating")
+        self._start("evaluate", config, self.show_report, "Evaluating")
 
     def start_augment_bench(self) -> None:
         from core.evaluation.augment_bench import AugmentBenchConfig
 
         config = AugmentBenchConfig(run=self.run_edit.text().strip(), data=self.data_edit.text().strip(),
-                                    seeds=self.seeds_spin.value(), steps=self.steps_spin.value())
-        self._start(augment_bench_job, config, self.show_augment_report, "Augmentation bench")
+                                    seeds=self.seeds_spin.value(), classifier_steps=self.steps_spin.value())
+        self._start("augment-bench", config, self.show_augment_report, "Augmentation bench")
 
     def stop(self) -> None:
         if self._runner is not None:
             self._runner.request_stop()
             self.status.setText("Stopping…")
 
-    def _start(self, function, config, on_result, what: str) -> None:
+    def _start(self, task: str, config, on_result, what: str) -> None:
         if self._runner is not None:
             return
         if not config.run:
             self._fail("Choose a run folder first.")
             return
-        runner = JobRunner(run_in_process, function, config, parent=self)
+        runner = start_job(task, config)
         runner.progress.connect(self._progress)
         runner.finished.connect(on_result)
         runner.finished.connect(lambda _: self.status.setText(f"{what}: done."))
-        runner.cancelled.connect(lambda: self.status.setText(f"{what}: stopped."))
+        runner.cancelled.connect(lambda message, _: self.status.setText(f"{what}: stopped."))
         runner.failed.connect(self._fail)
         runner.done.connect(self._finished)
         self._runner = runner
         self._set_busy(True)
         self.status.setText(f"{what}…")
-        runner.start()
 
     def _progress(self, progress) -> None:
         self.progress.setMaximum(max(progress.total, 1))
@@ -194,6 +192,7 @@ class EvaluatePanel(QWidget):
             self.progress.setFormat(f"%p%  {progress.message}")
 
     def _fail(self, message: str) -> None:
+        message = plain(message)
         self.status.setText(message)
         self.error.emit(message)
 

@@ -21,9 +21,11 @@ from app.annotation_tools import AnnotationController
 from app.browse_tab import BrowseTab
 from app.evaluate_panel import EvaluatePanel
 from app.generate_panel import GeneratePanel
+from app.import_dicom import import_dicom_folder
 from app.theme import apply_theme
 from app.train_panel import TrainPanel
-from app.workers import JobRunner
+from app.wheel_guard import install_wheel_guard
+from app.workers import JobHandle, start_job
 from core.data.annotations import AnnotationError, open_store
 from core.data.dataset import open_dataset
 from core.data.phantoms import is_demo_dataset, write_demo_dataset
@@ -41,7 +43,7 @@ def demo_folder() -> Path:
     return base / "cxr-workbench" / "demo-dataset"
 
 
-def _open_with_annotations(job, root: str):
+def _open_with_annotations(root: str, job):
     """Worker side: read the index and the user's annotation overlay (no Qt here)."""
     index = open_dataset(root, job=job)
     try:
@@ -52,19 +54,20 @@ def _open_with_annotations(job, root: str):
     return index, store, ""
 
 
-def _write_demo(job, out: str):
+def _write_demo(out: str, job):
     return write_demo_dataset(out, job=job)
 
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
+        install_wheel_guard()
         self.settings = settings or QSettings()
         self.setWindowTitle("CXR Workbench")
         self.setWindowIcon(QIcon(str(RESOURCES / "icons" / "app.svg")))
         self.index = None
         self.controller: AnnotationController | None = None
-        self._runners: list[JobRunner] = []
+        self._runners: list[JobHandle] = []
         self.browse = BrowseTab()
         self.browse.status.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.browse.error.connect(self.show_error)
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
         self._action(file, "&Open dataset folder…", self.choose_dataset, QKeySequence.Open)
         self.recent_menu = file.addMenu("Open &recent")
         self._action(file, "Open &demo dataset", self.open_demo)
+        self._action(file, "&Import DICOM folder…", lambda: import_dicom_folder(self, self.settings, self.open_dataset))
         file.addSeparator()
         self.export_csv = self._action(file, "Export boxes as BBox_List &CSV…", self.export_bbox_csv)
         self.export_coco = self._action(file, "Export boxes as C&OCO JSON…", self.export_coco_json)
@@ -187,8 +191,7 @@ class MainWindow(QMainWindow):
         dialog.canceled.connect(runner.request_stop)
         runner.finished.connect(lambda path: (dialog.reset(), self.open_dataset(str(path))))
         runner.failed.connect(lambda message: (dialog.reset(), self.show_error(message)))
-        runner.cancelled.connect(dialog.reset)
-        runner.start()
+        runner.cancelled.connect(lambda *_: dialog.reset())
         self.demo_dialog = dialog
 
     def open_dataset(self, folder: str) -> None:
@@ -199,7 +202,6 @@ class MainWindow(QMainWindow):
         runner.progress.connect(lambda p: (self.progress.setMaximum(max(1, p.total)), self.progress.setValue(p.done)))
         runner.finished.connect(lambda result: self._dataset_opened(folder, *result))
         runner.failed.connect(lambda message: (self.progress.hide(), self.show_error(message)))
-        runner.start()
 
     def _dataset_opened(self, folder: str, index, store, store_error: str) -> None:
         self.progress.hide()
@@ -247,8 +249,9 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, f=folder: self.open_dataset(f))
         self.recent_menu.setEnabled(bool(recent))
 
-    def _start(self, function, *args, **kwargs) -> JobRunner:
-        runner = JobRunner(function, *args, parent=self, **kwargs)
+    def _start(self, function, argument) -> JobHandle:
+        """Light work that hands Qt-side objects back to the window: a thread of this process."""
+        runner = start_job(function, argument, in_process=False)
         self._runners.append(runner)
         runner.done.connect(lambda: self._runners.remove(runner))
         return runner

@@ -83,7 +83,7 @@ def main() -> int:
     print(f"{'step':>6} {'train_s':>8} {'img/s':>7} {'adherence':>9}  per class ({', '.join(cache.classes)})")
     while step < args.steps and trained_s < budget:
         step = min(args.steps, step + args.eval_every)
-        config = TrainConfig(run=str(run), cache=str(work / "cache64"), size=64, batch=args.batch, steps=step,
+        config = TrainConfig(run=str(run), data=str(work / "cache64"), size=64, batch=args.batch, steps=step,
                              resume=run.joinpath("config.json").exists(), log_every=50,
                              sample_every=args.eval_every, checkpoint_every=args.eval_every, **overrides)
         summary = train(config)

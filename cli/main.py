@@ -2,8 +2,10 @@
 
 Each subcommand lives in `cli/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
 Modules are imported only when their subcommand runs, so `index`, `demo-data` and `prepare` never
-import TensorFlow and start fast. Bad input raises `UserError`; it is printed as one line and the
-process exits with code 2, never with a traceback.
+import TensorFlow and start fast. A command parses its options into its task's config
+(`cli/options.py` builds the options from the config's fields) and runs the task from `core/tasks.py`.
+Bad input raises `UserError`; it is printed as one line and the process exits with code 2, never with a
+traceback. A task stopped with Ctrl+C ends with `Cancelled` and exit code 130.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import importlib
 import sys
 
 from core.errors import UserError
+from core.jobs import Cancelled
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("cli.commands.index", "summarise an NIH dataset folder"),
     "demo-data": ("cli.commands.demo_data", "write the procedural phantom dataset in NIH layout"),
+    "import-dicom": ("cli.commands.import_dicom", "turn a folder of DICOM files into a dataset in NIH layout"),
     "prepare": ("cli.commands.prepare", "decode and resize images into a training cache"),
     "train": ("cli.commands.train", "train a class-conditional GAN"),
     "generate": ("cli.commands.generate", "export labelled synthetic images in NIH format"),
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Cancelled as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,3 +15,15 @@ def demo_root(tmp_path_factory):
     from core.data.phantoms import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "nih", per_class=12, size=256, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test():
+    """A task still running after its test would write into a deleted tmp folder (and a QThread alive at
+    exit makes Qt abort): stop and wait for every job the app started."""
+    yield
+    import sys
+
+    workers = sys.modules.get("app.workers")
+    if workers is not None:
+        workers.stop_all_jobs()

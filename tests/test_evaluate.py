@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.evaluation.evaluate import (EvaluateConfig, RealData, evaluate, frechet_distance, kernel_inception_distance,
-                           mean_pairwise_ms_ssim, memorisation_ratios, ms_ssim, ms_ssim_scales, nearest_distances,
-                           pixel_vectors)
+from core.errors import UserError
+from core.evaluation.evaluate import EvaluateConfig, evaluate
+from core.evaluation.real_data import RealData, open_real_data
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
 
 FAST = dict(n=30, classifier_steps=80, pairs=40)
@@ -18,7 +18,9 @@ FAST = dict(n=30, classifier_steps=80, pairs=40)
 @pytest.fixture(scope="module")
 def real():
     images, labels, split = toy_real_data(per_class=40, size=32)
-    return RealData(images=images, labels=labels, split=split, classes=TOY_CLASSES, source="toy")
+    names = np.array([f"{i + 1:08d}_000.png" for i in range(len(labels))], dtype=object)
+    return RealData(images=images, labels=labels, split=split, classes=TOY_CLASSES, source="toy", names=names,
+                    patient_ids=np.array([str(i + 1) for i in range(len(labels))], dtype=object))
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,13 @@ def test_a_generator_that_copies_training_images_is_flagged_and_shows_no_diversi
     assert report["memorisation"]["flagged_share"] == 1.0
     assert report["memorisation"]["median_distance_generated"] < 0.01
     assert report["ms_ssim"]["generated_mean"] > 0.99 > report["ms_ssim"]["real_mean"]
+    train_rows = np.flatnonzero(real.split == "train")
+    copied = {f"{train_rows[np.flatnonzero(train_y == c)[0]] + 1:08d}_000.png" for c in range(3)}
+    listed = report["memorisation"]["flagged_images"]
+    assert {f["nearest_training_image"] for f in listed} == copied
+    assert all(f["nearest_patient_id"] == str(int(f["nearest_training_image"][:8])) for f in listed)
+    assert sorted(f["generated_images"] for f in listed) == [30, 30, 30]
+    assert report["prdc"]["generated"]["overall"]["recall"] < 0.2  # three images cannot cover the real ones
 
 
 def test_a_healthy_or_a_blurry_generator_is_not_flagged_as_memorising(follows_report, ignores_report):
@@ -66,49 +75,38 @@ def test_report_and_plots_are_written_to_the_run_and_the_evaluator_is_reused(tmp
     out = follows_report["run"] + "/evaluation"
     saved = json.loads(open(out + "/report.json", encoding="utf-8").read())
     assert saved["conditional_accuracy"] == follows_report["conditional_accuracy"]
-    assert set(saved["plots"]) == {"confusion", "accuracy", "diversity", "nearest"}
+    assert set(saved["plots"]) == {"confusion", "accuracy", "prdc", "coverage", "diversity", "real_vs_synthetic",
+                                   "nearest"}
     for name in saved["plots"].values():
-        assert cv2.imread(f"{out}/{name}").shape[0] > 50
+        assert cv2.imread(f"{out}/{name}").shape[0] > 150
+    html = open(out + "/report.html", encoding="utf-8").read()
+    assert "not tested yet" in html and html.count("data:image/png;base64,") == 7
     again = evaluate(EvaluateConfig(run=follows_report["run"], **FAST), real=real)
     assert follows_report["evaluator"]["cached"] is False and again["evaluator"]["cached"] is True
     assert again["evaluator"]["held_out_accuracy"] == follows_report["evaluator"]["held_out_accuracy"]
 
 
-def test_frechet_distance_is_zero_for_the_same_features_and_grows_with_a_shift():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(400, 8))
-    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
-    near, far = frechet_distance(a, a + 0.5), frechet_distance(a, a + 2.0)
-    assert near == pytest.approx(8 * 0.25, rel=1e-3) and far == pytest.approx(8 * 4.0, rel=1e-3)
-    assert frechet_distance(a[:1], a) is None
+def test_prdc_and_relative_fd_sit_beside_their_real_reference(follows_report, ignores_report):
+    for report in (follows_report, ignores_report):
+        fd = report["frechet_distance"]
+        assert fd["ratio_overall"] == pytest.approx(fd["overall"] / fd["real_held_out_overall"], rel=1e-2)
+        reference = report["prdc"]["real_reference"]["overall"]
+        assert reference["precision"] > 0.8 and reference["coverage"] > 0.5
+        assert set(report["prdc"]["generated"]["per_class"]) == set(TOY_CLASSES) and report["prdc"]["k"] == 5
+    for name in TOY_CLASSES:  # overall, a label-ignoring mixture matches the real mixture; per class it cannot
+        assert (follows_report["frechet_distance"]["ratio_per_class"][name]
+                < ignores_report["frechet_distance"]["ratio_per_class"][name])
 
 
-def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
-    assert abs(kernel_inception_distance(a, b)) < 0.05
-    assert kernel_inception_distance(a, b + 1.0) > 0.5
+def test_real_data_of_another_size_or_without_the_generators_classes_is_refused(tmp_path):
+    from tests.toy_sources import imbalanced_toy_data, write_toy_cache
 
-
-def test_ms_ssim_uses_fewer_scales_on_small_images_and_is_one_for_identical_pairs():
-    assert [ms_ssim_scales(s) for s in (32, 64, 128, 256, 1024)] == [2, 3, 4, 5, 5]
-    images, _, _ = toy_real_data(per_class=4, size=64)
-    assert ms_ssim(images[:3], images[:3]) == pytest.approx(1.0, abs=1e-4)
-    assert mean_pairwise_ms_ssim(np.repeat(images[:1], 5, axis=0), 10, 0) == pytest.approx(1.0, abs=1e-4)
-    assert mean_pairwise_ms_ssim(images, 20, 0) < 0.99
-
-
-def test_nearest_distance_finds_the_exact_copy_and_the_copy_ratio_is_zero_only_for_copies():
-    images, _, _ = toy_real_data(per_class=5, size=64)
-    vectors = pixel_vectors(images)
-    assert vectors.shape == (15, 32 * 32)
-    distance, index = nearest_distances(vectors[[7, 2]], vectors)
-    assert list(index) == [7, 2] and distance.max() < 1e-3
-    _, index = nearest_distances(vectors[[7, 2]], vectors, exclude=np.array([7, 2]))
-    assert 7 not in index and 2 not in index
-    _, _, ratio = memorisation_ratios(vectors[[7]], vectors[8:])
-    _, _, copy_ratio = memorisation_ratios(vectors[[9]], vectors[8:])
-    assert copy_ratio[0] < 0.01 and ratio[0] > 0.5
+    cache = write_toy_cache(tmp_path / "cache", imbalanced_toy_data(train_counts=(12, 12), test_per_class=10))
+    with pytest.raises(UserError, match="no class Effusion"):
+        open_real_data(cache, TOY_CLASSES, 32)
+    with pytest.raises(UserError, match="32 px but the generator makes 64 px"):
+        open_real_data(cache, TOY_CLASSES[:2], 64)
+    assert open_real_data(cache, TOY_CLASSES[:2], 32).counts("test") == {"No Finding": 10, "Mass": 10}
 
 
 def test_evaluate_command_prepares_the_real_data_and_prints_the_report(demo_root, tmp_path, capsys):
@@ -116,11 +114,12 @@ def test_evaluate_command_prepares_the_real_data_and_prints_the_report(demo_root
     from core.labels import DEFAULT_CLASSES
 
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
-    code = main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--steps", "20", "--json"])
+    code = main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--classifier-steps", "20",
+                 "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["classes"] == list(DEFAULT_CLASSES) and report["n_per_class"] == 6
     assert (run / "evaluation" / "report.json").is_file()
-    assert main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--steps", "20"]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(demo_root), "--n", "6", "--classifier-steps", "20"]) == 0
     table = capsys.readouterr().out
-    assert "cond acc" in table and "Pneumothorax" in table
+    assert "cond acc" in table and "coverage" in table and "Pneumothorax" in table and "report.html" in table

@@ -193,8 +193,10 @@ def test_generate_command_exports_with_demographics_from_a_real_dataset(demo_roo
     code = main(["generate", "--run", str(run), "--out", str(out), "--per-class", "2", "--data", str(demo_root),
                  "--json"])
     assert code == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["images"] == 2 * len(DEFAULT_CLASSES)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["images"] == 2 * len(DEFAULT_CLASSES) and summary["verdict"] == "not_run"
+    assert "not tested yet" in captured.err and "warning: these images are not shown to help" in captured.err
     rows = _rows(out)
     assert sorted({r[1] for r in rows}) == sorted(DEFAULT_CLASSES)
     assert all(r[4].isdigit() and 0 < int(r[4]) < 120 and r[5] in ("M", "F") and r[6] in ("PA", "AP") for r in rows)
@@ -209,3 +211,86 @@ def test_generate_command_refuses_a_file_that_is_not_a_generator(tmp_path, capsy
     (tmp_path / "generator.keras").write_bytes(b"PK\x03\x04 not really a zip")
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "o"), "--per-class", "1"]) == 2
     assert "generator.keras" in capsys.readouterr().err
+
+
+def test_the_manifest_records_the_trained_step_the_recipe_and_that_no_bench_was_run(tmp_path):
+    run = write_toy_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "steps": 300}))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "step_0000089.npz").write_bytes(b"")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 50}) + "\n" + json.dumps({"step": 89}) + "\n")
+    export(ExportConfig(run=str(run), out=str(tmp_path / "out"), counts={"Mass": 2}), demographics=_demographics())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model"]["trained_step"] == 89 and manifest["model"]["configured_steps"] == 300
+    assert manifest["recipe"]["name"] == "none" and manifest["augmentation_verdict"]["verdict"] == "not_run"
+
+
+def test_a_truncated_export_regenerates_exactly_and_differs_from_plain_samples(toy_run, tmp_path, monkeypatch):
+    from core.evaluation import recipe
+
+    monkeypatch.setitem(recipe.RECIPES, "half", recipe.Recipe("half", truncation=0.5))
+    out, plain = tmp_path / "half", tmp_path / "plain"
+    export(ExportConfig(run=str(toy_run), out=str(out), counts={"Mass": 3}, seed=4, recipe="half"),
+           demographics=_demographics())
+    export(ExportConfig(run=str(toy_run), out=str(plain), counts={"Mass": 3}, seed=4), demographics=_demographics())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["truncation"] == 0.5
+    entry = manifest["images"][0]
+    on_disk = cv2.imread(str(out / "images" / entry["image"]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(regenerate(out, entry["image"]), on_disk)
+    assert not np.array_equal(on_disk, cv2.imread(str(plain / "images" / entry["image"]), cv2.IMREAD_UNCHANGED))
+
+
+def test_recommended_counts_come_from_the_bench_else_top_the_minority_up(tmp_path):
+    from core.export.export import recommended_counts
+    from core.export.generator import load_generator
+    from tests.toy_sources import imbalanced_toy_data, write_toy_cache
+
+    run = write_toy_run(tmp_path / "run")
+    cache = write_toy_cache(tmp_path / "cache", imbalanced_toy_data(train_counts=(30, 10, 20), test_per_class=10))
+    generator = load_generator(run)
+    counts, note = recommended_counts(generator, str(cache))
+    assert counts == {"Mass": 20, "Effusion": 10} and "no augmentation bench" in note
+    (run / "evaluation").mkdir()
+    (run / "evaluation" / "augment_bench.json").write_text(json.dumps(
+        {"created": "2026-11-26", "verdict": {"verdict": "helps"},
+         "recommended": {"counts": {"No Finding": 0, "Mass": 7, "Effusion": 3}}}))
+    counts, note = recommended_counts(generator, str(cache))
+    assert counts == {"Mass": 7, "Effusion": 3} and "2026-11-26" in note
+    export(ExportConfig(run=str(run), out=str(tmp_path / "out"), counts="recommended", data=str(cache)),
+           demographics=_demographics())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["counts"] == {"Mass": 7, "Effusion": 3}
+    assert manifest["augmentation_verdict"]["verdict"] == "helps"
+
+
+def test_per_class_and_counts_together_or_neither_are_refused(toy_run, tmp_path):
+    for config in (ExportConfig(run=str(toy_run), out=str(tmp_path / "a"), counts="Mass=1", per_class=2),
+                   ExportConfig(run=str(toy_run), out=str(tmp_path / "b"))):
+        with pytest.raises(UserError, match="--per-class"):
+            export(config, demographics=_demographics())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_recommended_recipe_ships_no_image_its_judge_puts_in_another_class(tmp_path, monkeypatch):
+    from functools import partial
+
+    from core.evaluation import classifier
+    from tests.toy_sources import imbalanced_toy_data, write_toy_cache
+
+    monkeypatch.setattr(classifier, "ClassifierConfig", partial(classifier.ClassifierConfig, steps=80))
+    cache = write_toy_cache(tmp_path / "cache", imbalanced_toy_data(train_counts=(30, 30, 30), test_per_class=10))
+    follows, mislabels = write_toy_run(tmp_path / "follows", "follows"), write_toy_run(tmp_path / "mis", "mislabels")
+    for run, passed in ((follows, 6), (mislabels, 0)):
+        out = tmp_path / f"out_{run.name}"
+        result = export(ExportConfig(run=str(run), out=str(out), counts="Mass=6", data=str(cache),
+                                     recipe="recommended"), demographics=_demographics())
+        assert result.screening["per_class"]["Mass"]["passed"] == passed
+        assert result.screening["per_class"]["Mass"]["below_bar"] == 6 - passed
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["screening"] == result.screening and manifest["recipe"]["min_confidence"] > 0
+        entry = manifest["images"][-1]
+        np.testing.assert_array_equal(regenerate(out, entry["image"]),
+                                      cv2.imread(str(out / "images" / entry["image"]), cv2.IMREAD_UNCHANGED))

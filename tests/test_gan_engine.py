@@ -105,7 +105,7 @@ def test_an_unsupported_precision_trains_in_float32_and_says_so(tmp_path, monkey
 
     monkeypatch.setattr(engine_module, "cpu_supports_bf16", lambda: False)
     recorder = Recorder()
-    summary = train(tiny_config(tmp_path / "run", steps=1, precision="mixed_float16"), callbacks=[recorder],
+    summary = train(tiny_config(tmp_path / "run", steps=1, precision="mixed_float16"), recorder,
                     data=synthetic_data())
     assert summary.step == 1
     assert any("mixed_float16" in line and "float32" in line for line in recorder.logs)
@@ -138,8 +138,8 @@ def test_adaptive_augmentation_raises_p_while_the_discriminator_wins(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, problem", [
-    ({"lecam_weight": -1.0}, "lecam_weight"), ({"ada_target": 1.0}, "ada_target"), ({"ada_kimg": 0.0}, "ada_kimg"),
-    ({"cond_ramp": -1}, "cond_start and cond_ramp"), ({"cond_start": 5, "latent_blocks": False}, "latent_blocks"),
+    ({"lecam_weight": -1.0}, "--lecam-weight"), ({"ada_target": 1.0}, "--ada-target"), ({"ada_kimg": 0.0}, "--ada-kimg"),
+    ({"cond_ramp": -1}, "--cond-start and --cond-ramp"), ({"cond_start": 5, "latent_blocks": False}, "--latent-blocks"),
 ])
 def test_bad_quality_options_are_user_errors(tmp_path, overrides, problem):
     with pytest.raises(UserError, match=problem):

@@ -13,8 +13,8 @@ from core.gan.config import TrainConfig
 from core.gan.batches import TrainingData, sample_indices
 from core.atomic import atomic_write_bytes
 from core.gan.runs import read_metrics
-from core.gan.trainer import TrainCallback, TrainingDiverged, train
-from core.jobs import Job
+from core.gan.trainer import TrainingDiverged, train
+from core.jobs import Cancelled, Job
 
 REQUIRED_COLUMNS = {"step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake",
                     "images_per_s", "elapsed_s"}
@@ -36,23 +36,25 @@ def synthetic_data(n_per_class=6, classes=("Atelectasis", "Effusion", "Nodule"),
 
 def tiny_config(run, **overrides) -> TrainConfig:
     values = dict(run=str(run), size=32, batch=6, steps=4, channels=8, latent_dim=16, log_every=1,
-                  checkpoint_every=100, seed=3)
+                  checkpoint_every=100, seed=3, classes=["Atelectasis", "Effusion", "Nodule"])
     values.update(overrides)
     return TrainConfig(**values)
 
 
-class Recorder(TrainCallback):
+class Recorder(Job):
+    """A job that keeps every event the run streams (what the CLI prints and the app plots)."""
+
     def __init__(self):
+        super().__init__(on_event=self._keep)
         self.rows, self.samples, self.logs = [], [], []
 
-    def on_metrics(self, row):
-        self.rows.append(row)
-
-    def on_samples(self, step, grid, path):
-        self.samples.append((step, grid.shape, path))
-
-    def on_log(self, text):
-        self.logs.append(text)
+    def _keep(self, kind, payload):
+        if kind == "metrics":
+            self.rows.append(payload)
+        elif kind == "samples":
+            self.samples.append((payload.step, payload.grid.shape, payload.path))
+        elif kind == "log":
+            self.logs.append(payload)
 
 
 def _weights(path):
@@ -61,7 +63,7 @@ def _weights(path):
 
 def test_a_run_writes_config_metrics_samples_checkpoint_and_generator(tmp_path):
     recorder = Recorder()
-    summary = train(tiny_config(tmp_path / "run"), callbacks=[recorder], data=synthetic_data())
+    summary = train(tiny_config(tmp_path / "run"), job=recorder, data=synthetic_data())
     run = tmp_path / "run"
     assert summary.step == 4 and not summary.stopped
     assert json.loads((run / "config.json").read_text())["arch"] == "sngan"
@@ -97,16 +99,15 @@ def test_resume_continues_the_same_run(tmp_path):
 
 
 def test_stop_request_ends_after_the_current_step_and_saves(tmp_path):
-    job = Job()
+    def stop_at_two(kind, payload):
+        if kind == "samples" and payload.step == 2:
+            job.request_stop()
 
-    class StopAtTwo(TrainCallback):
-        def on_samples(self, step, grid, path):
-            if step == 2:
-                job.request_stop()
-
-    summary = train(tiny_config(tmp_path / "run", steps=50, log_every=10, sample_every=2), job=job, callbacks=[StopAtTwo()],
-                    data=synthetic_data())
-    assert summary.stopped and summary.step == 2
+    job = Job(on_event=stop_at_two)
+    with pytest.raises(Cancelled) as stopped:
+        train(tiny_config(tmp_path / "run", steps=50, log_every=10, sample_every=2), job=job, data=synthetic_data())
+    summary = stopped.value.result
+    assert summary.stopped and summary.step == 2 and summary.reason == "stopped"
     assert [row["step"] for row in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]  # partial interval kept
     assert (tmp_path / "run" / "checkpoints" / "step_0000002.npz").exists()
     assert (tmp_path / "run" / "generator.keras").exists()
@@ -152,14 +153,22 @@ def test_balanced_sampling_gives_every_class_its_share():
 
 
 @pytest.mark.parametrize("data, problem", [
-    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["Only"]), "at least 2 classes"),
-    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["A", "B"]), "no training images for class.*B"),
-    (TrainingData(np.zeros((4, 32, 32), np.uint8), np.array([0, 1, 0, 1], np.int32), ["A", "B"]), "larger than the 4"),
-    (TrainingData(np.zeros((8, 64, 64), np.uint8), np.array([0, 1] * 4, np.int32), ["A", "B"]), "64 px but --size is 32"),
+    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["Mass"]), "at least 2 classes"),
+    (TrainingData(np.zeros((8, 32, 32), np.uint8), np.zeros(8, np.int32), ["Mass", "Nodule"]),
+     "no training images for class.*Nodule"),
+    (TrainingData(np.zeros((4, 32, 32), np.uint8), np.array([0, 1, 0, 1], np.int32), ["Mass", "Nodule"]),
+     "larger than the 4"),
+    (TrainingData(np.zeros((8, 64, 64), np.uint8), np.array([0, 1] * 4, np.int32), ["Mass", "Nodule"]),
+     "64 px but --size is 32"),
 ])
 def test_unusable_data_is_a_user_error(tmp_path, data, problem):
     with pytest.raises(UserError, match=problem):
-        train(tiny_config(tmp_path / "run"), data=data)
+        train(tiny_config(tmp_path / "run", classes=list(data.classes)), data=data)
+
+
+def test_data_with_other_classes_than_the_config_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="differ from the config"):
+        train(tiny_config(tmp_path / "run", classes=["Mass", "Nodule", "Effusion"]), data=synthetic_data())
 
 
 def test_unwritable_run_folder_is_a_user_error(tmp_path):
@@ -172,9 +181,9 @@ def test_unwritable_run_folder_is_a_user_error(tmp_path):
 def test_resume_refuses_a_different_config_and_a_new_run_refuses_an_old_folder(tmp_path):
     data = synthetic_data()
     train(tiny_config(tmp_path / "run", steps=1), data=data)
-    with pytest.raises(UserError, match="different config.*lr_g"):
-        train(tiny_config(tmp_path / "run", steps=2, lr_g=1e-3, resume=True), data=data)
-    with pytest.raises(UserError, match="already holds a run"):
+    with pytest.raises(UserError, match="different config.*ema_decay"):
+        train(tiny_config(tmp_path / "run", steps=2, ema_decay=0.9, resume=True), data=data)
+    with pytest.raises(UserError, match="already holds a trained run"):
         train(tiny_config(tmp_path / "run", steps=2), data=data)
     with pytest.raises(UserError, match="nothing to resume"):
         train(tiny_config(tmp_path / "empty", resume=True), data=data)
@@ -275,3 +284,110 @@ def test_r1_penalty_and_cutout_train(tmp_path):
     summary = train(tiny_config(tmp_path / "run", steps=1, r1_gamma=1.0, augment="translation,cutout,color"),
                     data=synthetic_data())
     assert summary.step == 1 and all(np.isfinite(v) for k, v in summary.metrics.items() if k.startswith("d_"))
+
+
+def test_resume_accepts_another_spelling_of_the_run_folder_and_lower_learning_rates(tmp_path, monkeypatch):
+    data = synthetic_data()
+    train(tiny_config(tmp_path / "run", steps=1), data=data)
+    monkeypatch.chdir(tmp_path)
+    summary = train(tiny_config("run/", steps=2, lr_g=1e-4, lr_d=2e-4, resume=True), data=data)
+    assert summary.step == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr_g"] == 1e-4
+
+
+def test_a_run_stopped_before_its_first_checkpoint_can_resume_and_restart(tmp_path):
+    data = synthetic_data()
+    run = tmp_path / "run"
+    train(tiny_config(run, steps=2), data=data)
+    for checkpoint in (run / "checkpoints").glob("*.npz"):   # as if killed before the first checkpoint
+        checkpoint.unlink()
+    job = Recorder()
+    assert train(tiny_config(run, steps=2, resume=True), job=job, data=data).step == 2
+    assert any("starting the run again from step 0" in line for line in job.logs)
+    assert [row["step"] for row in read_metrics(run / "metrics.jsonl")] == [1, 2]
+    for checkpoint in (run / "checkpoints").glob("*.npz"):
+        checkpoint.unlink()
+    assert train(tiny_config(run, steps=3), data=data).step == 3      # a new run over it is allowed too
+
+
+def test_a_time_budget_stops_cleanly_within_a_logging_interval_and_resumes_exactly(tmp_path, monkeypatch):
+    import core.gan.trainer as trainer
+
+    clock = {"now": 1000.0}
+    from core.gan.engine import GanEngine
+
+    real_step = GanEngine.train_step
+
+    def timed_step(self, inputs, step):       # every step "takes" 20 s of wall time
+        clock["now"] += 20.0
+        return real_step(self, inputs, step)
+
+    monkeypatch.setattr(GanEngine, "train_step", timed_step)
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
+    data = synthetic_data()
+    summary = train(tiny_config(tmp_path / "budget", steps=6, minutes=1.0), data=data)   # 60 s: 3 steps
+    assert (summary.step, summary.reason, summary.stopped) == (3, "time budget", False)
+    assert (tmp_path / "budget" / "checkpoints" / "step_0000003.npz").exists()
+    assert (tmp_path / "budget" / "generator.keras").exists()
+    finished = train(tiny_config(tmp_path / "budget", steps=6, minutes=0.0, resume=True), data=data)
+    assert (finished.step, finished.reason) == (6, "finished")
+    train(tiny_config(tmp_path / "straight", steps=6), data=data)
+    for a, b in zip(_weights(tmp_path / "straight" / "generator.keras"),
+                    _weights(tmp_path / "budget" / "generator.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_that_overflow_while_losses_stay_finite_are_caught_before_saving(tmp_path, monkeypatch):
+    from core.gan.engine import GanEngine
+
+    real_step = GanEngine.train_step
+
+    def overflow(self, inputs, step):
+        values = real_step(self, inputs, step)
+        if step >= 2:
+            weight = self.ema.weights[0]
+            weight.assign(np.full(weight.shape, np.inf, dtype=np.float32))
+        return values
+
+    monkeypatch.setattr(GanEngine, "train_step", overflow)
+    with pytest.raises(TrainingDiverged, match="step 3.*EMA generator.*step_0000002"):
+        train(tiny_config(tmp_path / "run", steps=6, checkpoint_every=2), data=synthetic_data())
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.npz")) == ["step_0000002.npz"]
+    assert not (tmp_path / "run" / "generator.keras").exists()
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("batch", "16", "batch must be a whole number"), ("ema_decay", "0.9", "ema_decay must be a number"),
+    ("channels", 0, "channels must be between"), ("latent_dim", -5, "latent-dim must be between"),
+    ("steps", 1e100, "steps must be a whole number"), ("threads", 1_000_000, "threads must be between"),
+    ("classes", ["Mass", "Lesion"], "unknown label.*Lesion"), ("resume", "yes", "resume must be true or false"),
+    ("lr_g", float("inf"), "lr_g must be a finite number"),
+])
+def test_a_hostile_config_json_is_refused_by_field_name(tmp_path, field, value, problem):
+    path = tmp_path / "config.json"
+    saved = tiny_config(tmp_path / "run").to_json()
+    path.write_text(json.dumps({**saved, field: value}))
+    with pytest.raises(UserError, match=problem) as error:
+        TrainConfig.load(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_deeply_nested_config_json_is_refused_without_a_recursion_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(UserError, match="nested too deeply"):
+        TrainConfig.load(path)
+
+
+def test_a_run_writes_tensorboard_scalars_sample_grids_and_its_config(tmp_path):
+    import tensorflow as tf
+
+    train(tiny_config(tmp_path / "run", steps=2, sample_every=2), data=synthetic_data())
+    tags = {}
+    for path in (tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert tags["loss/g_loss"] == [1, 2] and tags["accuracy/d_acc_real"] == [1, 2]
+    assert tags["samples/one row per class"] == [2]
+    assert "run/config" in tags

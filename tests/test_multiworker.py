@@ -43,7 +43,7 @@ def _free_ports(n: int) -> list[int]:
 
 def _train_on_two_workers(cache: Path, run: Path, steps: int, resume: bool = False) -> list[dict]:
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    command = [sys.executable, str(REPO / "main.py"), "train", "--cache", str(cache), "--run", str(run),
+    command = [sys.executable, str(REPO / "main.py"), "train", "--data", str(cache), "--run", str(run),
                "--steps", str(steps), "--strategy", "multiworker", "--json", *TINY] + (["--resume"] if resume else [])
     processes = []
     for index in range(2):

@@ -16,7 +16,7 @@ def test_train_from_a_dataset_folder_then_resume(demo_root, tmp_path, capsys):
     assert summary["step"] == 2 and not summary["stopped"]
     assert (run / "cache" / "cache.json").exists() and (run / "generator.keras").exists()
     config = json.loads((run / "config.json").read_text())
-    assert config["cache"] == str(run / "cache") and len(config["classes"]) == 7
+    assert config["data"] == str(demo_root) and len(config["classes"]) == 7
 
     assert main(["train", "--run", str(run), "--resume", "--steps", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 3

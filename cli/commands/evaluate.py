@@ -1,15 +1,16 @@
-"""`evaluate`: measure a trained generator against the real images (report.json and plots in the run)."""
+"""`evaluate`: measure a trained generator against the real images (report.json, plots and report.html
+in RUN/evaluation). Every option is a field of `EvaluateConfig`."""
 from __future__ import annotations
 
 import argparse
 
+from core.evaluation.evaluate import EvaluateConfig
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run folder holding generator.keras and config.json")
-    parser.add_argument("--data", default="", help="prepared cache or NIH dataset folder (default: the run's cache)")
-    parser.add_argument("--n", type=int, default=500, help="generated images per class (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latents and the evaluator (default 0)")
-    parser.add_argument("--steps", type=int, default=800, help="training steps of the evaluator classifier")
+    from cli.options import add_config_arguments
+
+    add_config_arguments(parser, EvaluateConfig)
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
 
 
@@ -25,17 +26,20 @@ def aligned(header: list[str], rows: list[list]) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.evaluation.evaluate import EvaluateConfig, evaluate, report_table
-    from core.jobs import Job
+    from cli.options import given_options
     from cli.terminal import ProgressBar
+    from core.evaluation.evaluate import evaluate, report_table
+    from core.evaluation.verdict import latest_verdict, verdict_text
+    from core.jobs import Job
 
-    config = EvaluateConfig(run=args.run, data=args.data, n=args.n, seed=args.seed, classifier_steps=args.steps)
+    config = EvaluateConfig(**given_options(EvaluateConfig, args))
     report = evaluate(config, job=Job(ProgressBar("evaluate")))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(aligned(*report_table(report)))
-        print(f"chance conditional accuracy {report['conditional_accuracy']['chance']:.3f}; "
-              f"{report['memorisation']['flagged']} near-copies of training images; "
-              f"report and plots in {report['run']}/evaluation")
+        print(f"chance conditional accuracy {report['conditional_accuracy']['chance']:.3f}; FD ratio 1 = as far as "
+              f"held-out real images; {report['memorisation']['flagged']} near-copies of training images")
+        print(verdict_text(latest_verdict(report["run"])))
+        print(f"report: {report['run']}/evaluation/report.html")
     return 0

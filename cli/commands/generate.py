@@ -1,51 +1,54 @@
-"""`generate`: export labelled synthetic images in NIH format from a trained run."""
+"""`generate`: export labelled synthetic images in NIH format from a trained run.
+
+Every option is a field of `ExportConfig`. Before exporting it prints the verdict of the run's latest
+augmentation bench, and warns when the images were not shown to help (or no bench was run)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from core.errors import UserError
+from core.export.export import ExportConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run folder holding generator.keras and config.json")
-    parser.add_argument("--out", required=True, help="export folder to create (must be empty or new)")
-    amount = parser.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--per-class", type=int, metavar="N", help="N images of every class of the generator")
-    amount.add_argument("--counts", metavar="SPEC", help='images per class, e.g. "Mass=200,Nodule=50"')
-    parser.add_argument("--seed", type=int, default=0, help="seed for latent seeds and demographics (default 0)")
-    parser.add_argument("--size", type=int, default=0, metavar="PX",
-                        help="exported side in pixels (default: the model's)")
-    parser.add_argument("--data", default="", help="prepared cache to draw age/sex/view from (default: the run's)")
-    parser.add_argument("--precision", choices=("saved", "bfloat16"), default="saved",
-                        help="compute as the model was saved, or in bfloat16 (faster on AMX/AVX512-BF16 CPUs; "
-                             "pixels differ by a few grey levels, recorded in the manifest)")
-    parser.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    from cli.options import add_config_arguments
+
+    add_config_arguments(parser, ExportConfig)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from core.export.export import ExportConfig, export, parse_counts
+    from cli.options import given_options
+    from cli.terminal import ProgressBar
+    from core.errors import UserError
+    from core.evaluation.verdict import latest_verdict, verdict_text
+    from core.export.export import export
     from core.export.generator import load_generator
     from core.jobs import Job
-    from cli.terminal import ProgressBar
 
-    generator = load_generator(args.run, precision=args.precision)
-    if args.per_class is not None:
-        if args.per_class < 1:
-            raise UserError("--per-class must be at least 1")
-        counts = {name: args.per_class for name in generator.classes}
-    else:
-        counts = parse_counts(args.counts)
-    config = ExportConfig(run=args.run, out=args.out, counts=counts, seed=args.seed, size=args.size,
-                          force=args.force, data=args.data, precision=args.precision)
+    config = ExportConfig(**given_options(ExportConfig, args))
+    if not config.run:
+        raise UserError("generate: --run (the run folder) is required")
+    generator = load_generator(config.run, batch_size=config.batch_size, precision=config.precision)
+    verdict = latest_verdict(config.run)
+    print(verdict_text(verdict), file=sys.stderr)
+    if verdict["verdict"] != "helps":
+        print("warning: these images are not shown to help a classifier more than repeating your real images; "
+              "run augment-bench before relying on them" if verdict["verdict"] == "not_run" else
+              f"warning: the augmentation bench found that synthetic images {verdict['label']}", file=sys.stderr)
     result = export(config, job=Job(ProgressBar("export")), generator=generator)
     summary = {"out": str(result.out), "images": result.images, "seconds": round(result.seconds, 2),
-               "images_per_second": round(result.images / max(result.seconds, 1e-9), 1), "per_class": result.per_class}
+               "images_per_second": round(result.images / max(result.seconds, 1e-9), 1), "per_class": result.per_class,
+               "screening": result.screening, "verdict": verdict["verdict"]}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"wrote {result.images} images to {result.out} in {result.seconds:.1f} s "
               f"({summary['images_per_second']} images/s)")
+        below = {c: s["below_bar"] for c, s in result.screening.get("per_class", {}).items() if s["below_bar"]}
+        if below:
+            print("note: too few candidates passed the recipe's judge for "
+                  + ", ".join(f"{c} ({n} images below the bar)" for c, n in below.items()), file=sys.stderr)
     return 0

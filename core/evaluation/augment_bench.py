@@ -1,172 +1,327 @@
-"""Does synthetic data help? The same classifier, with the same budget, trained on (a) the real training
-split and (b) real plus synthetic images, over several seeds, scored on the held-out real test split.
+"""Do the synthetic images help a classifier more than repeating real images? A paired experiment.
 
-Both arms use the evaluator's architecture and training (class-balanced batches, `steps` updates of
-`batch` images), so they see the same number of images; only what the batches are drawn from differs.
-Per seed, the two arms share the classifier seed, so the gain is a paired difference; its mean and
-standard deviation across seeds say whether it is more than noise. Results go to
-`RUN/evaluation/augment_bench.json` and `augment_bench.png`.
+Every arm trains the same small classifier (`core.evaluation.classifier`, light augmentation) for the
+same number of updates, with natural-frequency sampling (images uniformly: what plain training does),
+once per seed with that seed, and is scored on the held-out real test split (split by patient):
+
+- `real`: the real training images as they are (what a user gets without the tool);
+- `duplicate_control`: real + copies of real images of the minority classes, topping every class up
+  to the largest class's count (count-matched to what the synthetic arm adds): the bar to beat;
+- `synthetic`: real + synthetic images topping the minority classes up to the same counts;
+- `synthetic_x<s>` (share sweep): s times the top-up as synthetic images; below 1 the rest of the top-up
+  is repeated real images, so every arm up to x1 has the control's class balance and differs from it
+  only in where the extra images come from; above 1 the minority classes get more than the largest;
+- `pretrain`: half the updates on a class-balanced synthetic set of all classes, then the other half on
+  the control's images (real + repeats), continuing with the same weights and optimiser.
+
+Scores per arm and seed: balanced accuracy (mean per-class recall), macro one-vs-rest AUC, per-class
+recall and AUC, and the mean recall of the three rarest classes. Each arm's gain over the control is a
+paired difference per seed; its mean and standard error decide the verdict (`core.evaluation.verdict`).
+The synthetic images are drawn with a `Recipe` (truncation, screening by the judge and by novelty),
+the same way `generate --recipe` exports them. Writes `augment_bench.json`, plots and `report.html`
+to RUN/evaluation.
 """
 from __future__ import annotations
 
-import json
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import UserError
-from core.evaluation.evaluate import RealData, bar_chart, open_real_data
-from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, auc_one_vs_rest, train_classifier
-from core.export.generator import Generator, load_generator, real_cache
+from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, auc_one_vs_rest, \
+    cached_classifier, train_classifier
+from core.evaluation.real_data import MIN_TEST_PER_CLASS, RealData, open_real_data
+from core.evaluation.recipe import RECIPE_CHOICES, Screen, draw, recipe_named
+from core.evaluation.verdict import BENCH_FILE, verdict_for, verdict_text
 from core.jobs import Job
+from core.options import option
 
-REPORT_NAME = "augment_bench.json"
-PLOT_NAME = "augment_bench.png"
+REPORT_NAME = BENCH_FILE
+CONTROL = "duplicate_control"
+RARE_CLASSES = 3
 
 
 @dataclass
 class AugmentBenchConfig:
-    run: str
-    data: str = ""                 # prepared cache or NIH dataset folder; "" = the run's own cache
-    seeds: int = 3
-    steps: int = 800               # classifier updates, the same in both arms
-    synthetic_per_class: int = 0   # 0 = the mean number of real training images per class
-    out: str = ""                  # "" = RUN/evaluation
+    run: str = option("", "Run folder holding generator.keras and config.json.")
+    data: str = option("", "Real images: a prepared cache or an NIH dataset folder; empty = the run's training "
+                           "cache. Its test split (by patient) scores every arm.")
+    seeds: int = option(3, "Classifier seeds. Every arm trains once per seed with that seed, so the gains are "
+                           "paired differences; at least 2 for a verdict.")
+    classifier_steps: int = option(800, "Updates of every classifier, the same in every arm (batch 64).")
+    shares: list = option([0.25, 0.5, 2.0], "Synthetic share sweep: extra arms adding this many times the "
+                                            "top-up as synthetic images (the rest of the top-up as repeats).")
+    pretrain: bool = option(True, "Also train the pretrain arm: balanced synthetic images first, then real + "
+                                  "repeats.")
+    recipe: str = option("recommended", "How the synthetic images are drawn, as generate --recipe does "
+                                        "('none' = plain samples).", choices=RECIPE_CHOICES)
+    out: str = option("", "Folder for augment_bench.json, its plots and report.html; empty = RUN/evaluation.")
+
+    def checked(self) -> "AugmentBenchConfig":
+        """A copy with the shares as floats; UserError naming the option for values that cannot work."""
+        if not self.run:
+            raise UserError("augment-bench: --run (the run folder) is required")
+        if self.seeds < 1 or self.classifier_steps < 2:
+            raise UserError("augment-bench: --seeds must be at least 1 and --classifier-steps at least 2")
+        try:
+            shares = sorted({float(s) for s in self.shares})
+        except (TypeError, ValueError):
+            raise UserError(f"augment-bench: --shares must be numbers, not {self.shares!r}") from None
+        if any(s <= 0 or s > 10 for s in shares):
+            raise UserError("augment-bench: --shares must be between 0 and 10 (exclusive of 0)")
+        recipe_named(self.recipe)
+        return replace(self, shares=[s for s in shares if s != 1.0])
 
 
-def scores(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
-    """Per-class accuracy and one-vs-rest AUC, and their means over classes."""
-    accuracy = accuracy_per_class(probs, labels, n_classes)
+@dataclass
+class Arm:
+    """One way to build the training set: how many synthetic and repeated images per class."""
+
+    name: str
+    description: str
+    synthetic: dict[int, int]
+    duplicates: dict[int, int]
+    pretrain: bool = False
+
+
+def top_up(train_counts: np.ndarray) -> np.ndarray:
+    """Images to add per class so every class has as many as the largest."""
+    return train_counts.max() - train_counts
+
+
+def rarest(classes: list[str], train_counts: np.ndarray, n: int = RARE_CLASSES) -> list[str]:
+    """The `n` classes with the fewest training images (ties by name)."""
+    order = sorted(range(len(classes)), key=lambda i: (train_counts[i], classes[i]))
+    return [classes[i] for i in order[:n]]
+
+
+def plan_arms(train_counts: np.ndarray, shares: list[float], pretrain: bool) -> list[Arm]:
+    k = len(train_counts)
+    fill = top_up(train_counts)
+    arms = [Arm("real", "real training images only, natural class frequencies", {}, {}),
+            Arm(CONTROL, "real + repeated real minority images up to the largest class", {},
+                {c: int(fill[c]) for c in range(k)}),
+            Arm("synthetic", "real + synthetic minority images up to the largest class",
+                {c: int(fill[c]) for c in range(k)}, {})]
+    for share in shares:
+        synthetic = {c: int(round(share * fill[c])) for c in range(k)}
+        duplicates = {c: max(0, int(fill[c]) - synthetic[c]) for c in range(k)}
+        arms.append(Arm(f"synthetic_x{share:g}", f"real + {share:g} x the top-up as synthetic images"
+                        + (", the rest as repeats" if share < 1 else ""), synthetic, duplicates))
+    if pretrain:
+        arms.append(Arm("pretrain", "balanced synthetic images of every class first, then real + repeats",
+                        {c: int(train_counts.max()) for c in range(k)}, {c: int(fill[c]) for c in range(k)},
+                        pretrain=True))
+    return arms
+
+
+def repeats(labels: np.ndarray, counts: dict[int, int], seed: int) -> np.ndarray:
+    """Indices of real images to repeat: `counts[c]` of class c, cycling through a shuffled class so
+    each image is repeated as evenly as possible."""
+    chosen = []
+    for c, n in counts.items():
+        members = np.flatnonzero(labels == c)
+        if n <= 0 or members.size == 0:
+            continue
+        order = np.random.default_rng([seed, 5, c]).permutation(members)
+        chosen.append(np.resize(order, n))
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+
+
+def scores(probs: np.ndarray, labels: np.ndarray, n_classes: int, rare: list[int]) -> dict:
+    """Per-class recall and one-vs-rest AUC; balanced accuracy, macro AUC and the rare classes' recall."""
+    recall = accuracy_per_class(probs, labels, n_classes)
     auc = auc_one_vs_rest(probs, labels, n_classes)
-    return {"accuracy": accuracy, "auc": auc,
-            "mean_accuracy": float(np.mean([a for a in accuracy if a is not None])),
-            "mean_auc": float(np.mean([a for a in auc if a is not None]))}
+    return {"recall": recall, "auc": auc,
+            "balanced_accuracy": float(np.mean([r for r in recall if r is not None])),
+            "macro_auc": float(np.mean([a for a in auc if a is not None])),
+            "rare_recall": float(np.mean([recall[c] for c in rare if recall[c] is not None]))}
 
 
-def _spread(values: list[list[float | None]]) -> tuple[list, list]:
-    """Mean and sample standard deviation over seeds, element by element (None where undefined)."""
-    mean, std = [], []
-    for column in zip(*values):
-        kept = [v for v in column if v is not None]
-        mean.append(round(float(np.mean(kept)), 4) if kept else None)
-        std.append(round(float(np.std(kept, ddof=1)), 4) if len(kept) > 1 else (0.0 if kept else None))
-    return mean, std
+HEADLINES = ("balanced_accuracy", "macro_auc", "rare_recall")
 
 
-def _summary(runs: list[dict], classes: list[str]) -> dict:
-    acc_mean, acc_std = _spread([r["accuracy"] for r in runs])
-    auc_mean, auc_std = _spread([r["auc"] for r in runs])
-    (mean_acc,), (mean_acc_std,) = _spread([[r["mean_accuracy"]] for r in runs])
-    (mean_auc,), (mean_auc_std,) = _spread([[r["mean_auc"]] for r in runs])
-    return {"mean_accuracy": mean_acc, "mean_accuracy_std": mean_acc_std, "mean_auc": mean_auc,
-            "mean_auc_std": mean_auc_std,
-            "per_class": {c: {"accuracy": acc_mean[i], "accuracy_std": acc_std[i], "auc": auc_mean[i],
-                              "auc_std": auc_std[i]} for i, c in enumerate(classes)}}
+def _stat(values: list[float]) -> dict:
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "per_seed": []}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": round(float(np.mean(values)), 4), "std": None if std is None else round(std, 4),
+            "per_seed": [round(v, 4) for v in values]}
 
 
-def _gain(real: list[dict], mixed: list[dict], key: str) -> dict:
-    differences = [m[key] - r[key] for r, m in zip(real, mixed)]
-    return {"mean": round(float(np.mean(differences)), 4),
-            "std": round(float(np.std(differences, ddof=1)), 4) if len(differences) > 1 else 0.0,
+def paired_gain(arm: list[dict], base: list[dict], key: str) -> dict:
+    """Mean of the per-seed differences arm - base, their standard error (None with one seed)."""
+    differences = [a[key] - b[key] for a, b in zip(arm, base)]
+    n = len(differences)
+    se = float(np.std(differences, ddof=1) / math.sqrt(n)) if n > 1 else None
+    return {"mean": round(float(np.mean(differences)), 4), "se": None if se is None else round(se, 4),
             "per_seed": [round(float(d), 4) for d in differences]}
 
 
+def summarise(runs: dict[str, list[dict]], arms: list[Arm], classes: list[str]) -> dict:
+    section = {}
+    for arm in arms:
+        seeds = runs[arm.name]
+        entry = {"description": arm.description, "pretrain": arm.pretrain,
+                 "synthetic": {classes[c]: n for c, n in arm.synthetic.items() if n},
+                 "duplicates": {classes[c]: n for c, n in arm.duplicates.items() if n}}
+        entry.update({key: _stat([s[key] for s in seeds]) for key in HEADLINES})
+        entry["per_class"] = {name: {"recall": _stat([s["recall"][i] for s in seeds]),
+                                     "auc": _stat([s["auc"][i] for s in seeds])} for i, name in enumerate(classes)}
+        entry["gain_vs_control"] = {key: paired_gain(seeds, runs[CONTROL], key) for key in HEADLINES}
+        entry["gain_vs_real"] = {key: paired_gain(seeds, runs["real"], key) for key in HEADLINES}
+        section[arm.name] = entry
+    return section
+
+
+def recommendation(arms: dict, verdict: dict, classes: list[str]) -> dict:
+    """What to do with the images, from the best arm: the counts to generate and how to train with them.
+    Unless the verdict is "helps", the advice is to balance by repeating real images instead."""
+    best = verdict["best_arm"]
+    entry = arms[best]
+    if best == "pretrain":
+        use = ("pre-train your classifier on a class-balanced synthetic set, then fine-tune it on your real "
+               "images with the minority classes repeated up to the largest class")
+    else:
+        use = (f"add them to your real training set ({entry['description'].removeprefix('real + ')}) and "
+               "train with plain, natural-frequency sampling")
+    if verdict["verdict"] == "helps":
+        advice = use[0].upper() + use[1:] + "."
+    else:
+        advice = ("Synthetic images did not beat repeating your real minority images: balance the classes by "
+                  "repeating them (or class-balanced sampling) instead. If you use synthetic images anyway, the "
+                  f"least harmful way measured was to {use}.")
+    return {"arm": best, "counts": {c: entry["synthetic"].get(c, 0) for c in classes},
+            "pretrain": entry["pretrain"], "advice": advice}
+
+
 def augment_bench(config: AugmentBenchConfig, job: Job | None = None, real: RealData | None = None,
-                  generator: Generator | None = None) -> dict:
+                  generator=None) -> dict:
+    """Run every arm over every seed, write augment_bench.json, plots and report.html; return the report.
+
+    `generator` may be any image source with `classes`, `size`, `run_dir` and
+    `iter_batches(labels, seeds, truncation)` (the bench's oracle and random-label sources are)."""
+    from core.export.generator import load_generator, real_cache
+
     job = job or Job()
     started = time.monotonic()
-    if config.seeds < 1 or config.steps < 1:
-        raise UserError("augment-bench: --seeds and --steps must be at least 1")
+    config = config.checked()
+    recipe = recipe_named(config.recipe)
     generator = generator or load_generator(config.run)
     if real is None:
         real = open_real_data(real_cache(generator, config.data, job), generator.classes, generator.size)
-    classes, k = generator.classes, len(generator.classes)
+    real.require_training_and_test(MIN_TEST_PER_CLASS)
+    classes, k = list(generator.classes), len(generator.classes)
     train_x, train_y = real.part("train")
-    test_x, test_y = real.part("test")
-    if len(test_y) == 0:
-        test_x, test_y = real.held_out()
-    if len(train_y) == 0 or len(test_y) == 0:
-        raise UserError(f"{real.source}: needs real images in both the train and the test split")
-    per_class = config.synthetic_per_class or max(1, int(round(len(train_y) / k)))
-    total = config.seeds * (2 * config.steps + k * per_class)
+    test_x, test_y = real.held_out()
+    counts = np.bincount(train_y, minlength=k)
+    rare_names = rarest(classes, counts)
+    rare = [classes.index(c) for c in rare_names]
+    arms = plan_arms(counts, config.shares, config.pretrain)
+    pool = {c: max(max(arm.synthetic.get(c, 0) for arm in arms), 0) for c in range(k)}
+    steps = config.classifier_steps
+    judge_steps = ClassifierConfig().steps if recipe.screens else 0
+    total = judge_steps + config.seeds * (sum(pool.values()) + len(arms) * steps)
     done = 0
-    real_runs, mixed_runs = [], []
+    screen = None
+    if recipe.screens:
+        judge, _ = cached_classifier(Path(generator.run_dir) / "evaluation", train_x, train_y, classes,
+                                     ClassifierConfig(), job, (0, total))
+        screen = Screen(Embedder(judge), train_x, test_x)
+        done = judge_steps
+    runs: dict[str, list[dict]] = {arm.name: [] for arm in arms}
+    screening = []
     for seed in range(config.seeds):
-        classifier = ClassifierConfig(steps=config.steps, seed=seed)
-        model = train_classifier(train_x, train_y, k, classifier, job, (done, total))
-        done += config.steps
-        real_runs.append(scores(Embedder(model)(test_x)[0], test_y, k))
-        labels = np.repeat(np.arange(k), per_class).astype(np.int32)
-        latent_seeds = np.random.default_rng([seed, 1]).choice(2 ** 52, size=len(labels), replace=False)
-        synthetic = []
-        for batch in generator.iter_batches(labels, latent_seeds):
+        drawn = draw(generator, pool, 1000 + seed, recipe, screen, job, (done, total), classes)
+        done += sum(pool.values())
+        screening.append(drawn.stats)
+        for arm in arms:
             job.check()
-            synthetic.append(batch)
-            done += len(batch)
-            job.report(done, total, f"seed {seed + 1}/{config.seeds}: generating")
-        mixed_x = np.concatenate([train_x, *synthetic])
-        mixed_y = np.concatenate([train_y, labels])
-        model = train_classifier(mixed_x, mixed_y, k, classifier, job, (done, total))
-        done += config.steps
-        mixed_runs.append(scores(Embedder(model)(test_x)[0], test_y, k))
+            classifier = ClassifierConfig(steps=steps, seed=seed, sampling="natural")
+            take = [np.flatnonzero(drawn.labels == c)[:n] for c, n in arm.synthetic.items() if n]
+            syn = np.concatenate(take) if take else np.zeros(0, np.int64)
+            dup = repeats(train_y, arm.duplicates, seed)
+            base_x = np.concatenate([train_x, train_x[dup]])
+            base_y = np.concatenate([train_y, train_y[dup]])
+            if arm.pretrain:
+                first = replace(classifier, steps=steps // 2)
+                model = train_classifier(drawn.images[syn], drawn.labels[syn], k, first, job, (done, total))
+                model = train_classifier(base_x, base_y, k, replace(classifier, steps=steps - steps // 2), job,
+                                         (done + steps // 2, total), model=model)
+            else:
+                x = np.concatenate([base_x, drawn.images[syn]]) if syn.size else base_x
+                y = np.concatenate([base_y, drawn.labels[syn]]) if syn.size else base_y
+                model = train_classifier(x, y, k, classifier, job, (done, total))
+            done += steps
+            runs[arm.name].append(scores(Embedder(model)(test_x)[0], test_y, k, rare))
+            job.report(done, total, f"seed {seed + 1}/{config.seeds}: {arm.name}")
+    summary = summarise(runs, arms, classes)
+    candidates = {name: entry["gain_vs_control"] for name, entry in summary.items() if name not in ("real", CONTROL)}
+    verdict = verdict_for(candidates, config.seeds)
     report = {
         "run": str(generator.run_dir), "data": real.source, "classes": classes,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {**asdict(config), "synthetic_per_class": per_class},
+        "config": {**asdict(config), "shares": [1.0] + config.shares},
+        "recipe": recipe.to_json(), "screening": screening,
+        "train_counts": {c: int(n) for c, n in zip(classes, counts)},
+        "test_counts": {c: int((test_y == i).sum()) for i, c in enumerate(classes)},
         "real_train_images": int(len(train_y)), "test_images": int(len(test_y)),
-        "real": _summary(real_runs, classes), "real_plus_synthetic": _summary(mixed_runs, classes),
-        "gain": {"mean_accuracy": _gain(real_runs, mixed_runs, "mean_accuracy"),
-                 "mean_auc": _gain(real_runs, mixed_runs, "mean_auc")},
+        "rarest_classes": rare_names, "control": CONTROL,
+        "arms": summary, "verdict": verdict, "verdict_text": verdict_text(verdict),
+        "recommended": recommendation(summary, verdict, classes),
         "seconds": round(time.monotonic() - started, 1),
     }
-    out = Path(config.out) if config.out else generator.run_dir / "evaluation"
-    _write(out, report)
+    out = Path(config.out) if config.out else Path(generator.run_dir) / "evaluation"
+    write_bench_outputs(out, report)
     job.report(total, total, "done")
     return report
 
 
+def write_bench_outputs(out: Path, report: dict) -> None:
+    """Plots, augment_bench.json and the run's report.html (each written whole or not at all)."""
+    from core.atomic import atomic_write_text
+    from core.evaluation.plots import bench_figures, save_figures
+    from core.evaluation.report import write_report
+
+    import json
+
+    report["plots"] = save_figures(out, bench_figures(report))
+    report["plot"] = report["plots"]["bench_gain"]  # the one plot older readers (the GUI tab) show
+    atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+    write_report(out, run_dir=report["run"])
+
+
+def _cell(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "-"
+    return f"{stat['mean']:.3f}" + (f" +- {stat['std']:.3f}" if stat["std"] is not None else "")
+
+
 def report_table(report: dict) -> tuple[list[str], list[list]]:
-    """Per class and mean: accuracy and AUC of both arms as 'mean +- std' text, for the CLI and the GUI."""
-    real, mixed = report["real"], report["real_plus_synthetic"]
+    """Per class recall, then balanced accuracy, macro AUC and the gain over the control, per arm
+    ('mean +- std over seeds'): for the CLI and the GUI."""
+    arms = report["arms"]
+    header = ["class"] + list(arms)
+    rows = [[c] + [_cell(arms[a]["per_class"][c]["recall"]) for a in arms] for c in report["classes"]]
+    rows.append(["balanced accuracy"] + [_cell(arms[a]["balanced_accuracy"]) for a in arms])
+    rows.append(["macro AUC"] + [_cell(arms[a]["macro_auc"]) for a in arms])
+    rows.append([f"recall, {RARE_CLASSES} rarest"] + [_cell(arms[a]["rare_recall"]) for a in arms])
 
-    def cell(mean, std):
-        return "-" if mean is None else f"{mean:.3f} +- {std:.3f}"
+    def gain(a):
+        g = arms[a]["gain_vs_control"]["balanced_accuracy"]
+        return f"{g['mean']:+.3f}" + (f" +- {g['se']:.3f}" if g["se"] is not None else "")
 
-    header = ["class", "acc real", "acc real+syn", "AUC real", "AUC real+syn"]
-    rows = [[c, cell(real["per_class"][c]["accuracy"], real["per_class"][c]["accuracy_std"]),
-             cell(mixed["per_class"][c]["accuracy"], mixed["per_class"][c]["accuracy_std"]),
-             cell(real["per_class"][c]["auc"], real["per_class"][c]["auc_std"]),
-             cell(mixed["per_class"][c]["auc"], mixed["per_class"][c]["auc_std"])] for c in report["classes"]]
-    rows.append(["mean", cell(real["mean_accuracy"], real["mean_accuracy_std"]),
-                 cell(mixed["mean_accuracy"], mixed["mean_accuracy_std"]),
-                 cell(real["mean_auc"], real["mean_auc_std"]), cell(mixed["mean_auc"], mixed["mean_auc_std"])])
+    rows.append(["gain vs control (SE)"] + [gain(a) for a in arms])
     return header, rows
 
 
 def gain_text(report: dict) -> str:
-    acc, auc = report["gain"]["mean_accuracy"], report["gain"]["mean_auc"]
-    return (f"gain over {report['config']['seeds']} seed(s): mean accuracy {acc['mean']:+.3f} +- {acc['std']:.3f}, "
-            f"mean AUC {auc['mean']:+.3f} +- {auc['std']:.3f} "
-            f"({report['config']['synthetic_per_class']} synthetic images per class)")
-
-
-def _write(out: Path, report: dict) -> None:
-    import cv2
-
-    out.mkdir(parents=True, exist_ok=True)
-    classes = report["classes"]
-    arms = [("real only", report["real"]), ("real + synthetic", report["real_plus_synthetic"])]
-    picture = bar_chart("held-out real accuracy per class (mean, whiskers +-1 std over seeds)", classes,
-                        [(name, [arm["per_class"][c]["accuracy"] for c in classes]) for name, arm in arms],
-                        spread=[[arm["per_class"][c]["accuracy_std"] for c in classes] for _, arm in arms])
-    ok, encoded = cv2.imencode(".png", picture)
-    if ok:
-        (out / f".{PLOT_NAME}.tmp").write_bytes(encoded.tobytes())
-        (out / f".{PLOT_NAME}.tmp").replace(out / PLOT_NAME)
-        report["plot"] = PLOT_NAME
-    tmp = out / f".{REPORT_NAME}.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / REPORT_NAME)
+    """The verdict sentence and the recommendation (kept under its old name for the GUI)."""
+    seeds = report["config"]["seeds"]
+    return (f"{report['verdict_text']} Measured over {seeds} seed(s) on {report['test_images']} held-out real "
+            f"images. {report['recommended']['advice']}")

@@ -11,6 +11,14 @@ class is kept), OriginalImage width/height = the exported size, and pixel spacin
 Every PNG carries tEXt chunks saying it is synthetic and which model made it. The export is written to
 a hidden temporary folder beside the target and renamed into place at the end: it appears whole or not
 at all, also when cancelled or when it fails half way.
+
+How many images (`counts`, `per_class`, or `counts="recommended"`: what won the run's augmentation
+bench) and how they are drawn (`recipe`: latent truncation, screening by the judge classifier's
+confidence and against near-copies of training images, see `core.evaluation.recipe`) are part of the
+config. The manifest records the recipe, what the screening did, the step the generator was trained to
+(from the run's checkpoints, not the configured total) and the verdict of the run's latest augmentation
+bench. Screening uses the evaluation stage's judge, so this module comes after `core.evaluation` in the
+flow (which itself needs only `core.export.generator`).
 """
 from __future__ import annotations
 
@@ -28,13 +36,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.errors import UserError
-from core.export.generator import Generator, load_generator, real_cache
+from core.evaluation.recipe import RECIPE_CHOICES, Recipe, recipe_named
+from core.export.generator import PRECISIONS, Generator, load_generator, real_cache, trained_step
 from core.jobs import Job
 from core.labels import canonical_label
+from core.options import option
 
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
               "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
@@ -50,16 +61,25 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass
 class ExportConfig:
-    run: str
-    out: str
-    counts: dict[str, int]
-    seed: int = 0
-    size: int = 0          # 0: the generator's own size
-    force: bool = False    # replace an earlier export in `out`
-    data: str = ""         # prepared cache or NIH dataset folder for age/sex/view; "" = the run's cache
-    batch_size: int = 64
-    threads: int = 2       # PNG encoders working while the next batch is generated
-    precision: str = "saved"  # "bfloat16": faster compute on AMX/AVX512-BF16 CPUs (see core.export.generator)
+    run: str = option("", "Run folder holding generator.keras and config.json.")
+    out: str = option("", "Export folder to create (new or empty; an earlier export only with force).")
+    counts: Any = option("", "Images per class, e.g. 'Mass=200,Nodule=50', or 'recommended': the counts that won "
+                             "the run's augmentation bench (without a bench: top the minority classes up to the "
+                             "largest class). A dict {class: n} is accepted from code.")
+    per_class: int = option(0, "N images of every class of the generator (instead of counts).")
+    recipe: str = option("none", "How images are drawn: 'recommended' applies what won the augmentation bench "
+                                 "(screening by the judge's confidence in the class, no near-copies of training "
+                                 "images, latent truncation); 'none' = plain samples.", choices=RECIPE_CHOICES)
+    seed: int = option(0, "Seed for latent seeds and demographics.")
+    size: int = option(0, "Exported side in pixels; 0 = the generator's own size.")
+    force: bool = option(False, "Replace an earlier export in the output folder.")
+    data: str = option("", "Real data (prepared cache or NIH folder) for age/sex/view and the recipe's judge; "
+                           "empty = the run's training cache.")
+    batch_size: int = option(64, "Images per generator call.")
+    threads: int = option(2, "PNG encoders working while the next batch is generated.")
+    precision: str = option("saved", "Compute as the model was saved, or in bfloat16 (faster on AMX/AVX512-BF16 "
+                                     "CPUs; pixels differ by a few grey levels, recorded in the manifest).",
+                            choices=PRECISIONS)
 
 
 @dataclass
@@ -68,6 +88,7 @@ class ExportResult:
     images: int
     seconds: float
     per_class: dict[str, int] = field(default_factory=dict)
+    screening: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -227,11 +248,52 @@ def _resolve_counts(generator: Generator, counts: dict[str, int]) -> dict[str, i
     return resolved
 
 
-def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demographics: Demographics, size: int):
-    """The export plan: one dict per image (name, class, label, latent seed, CSV fields), in order."""
+def recommended_counts(generator: Generator, data: str = "", job: Job | None = None) -> tuple[dict[str, int], str]:
+    """The counts that won the run's augmentation bench, else those that top every minority class up to
+    the largest class of the real training split; with a note saying which."""
+    from core.evaluation.verdict import latest_verdict
+
+    verdict = latest_verdict(generator.run_dir)
+    counts = (verdict.get("recommended") or {}).get("counts") or {}
+    if counts and any(counts.values()):
+        return {c: int(n) for c, n in counts.items() if n}, f"the augmentation bench of {verdict.get('created')}"
+    from core.data.cache import PreparedCache
+
+    cache = PreparedCache.open(real_cache(generator, data, job))
+    train = np.asarray(cache.split) == "train"
+    names = np.asarray(cache.classes)[np.asarray(cache.labels)[train]]
+    have = {c: int((names == c).sum()) for c in generator.classes}
+    largest = max(have.values())
+    return ({c: largest - n for c, n in have.items() if largest > n},
+            "no augmentation bench yet: minority classes topped up to the largest class")
+
+
+def requested_counts(config: ExportConfig, generator: Generator, job: Job | None = None) -> tuple[dict[str, int], str]:
+    """The per-class counts the config asks for (`per_class`, a counts text or dict, or 'recommended')."""
+    if config.per_class and config.counts:
+        raise UserError("generate: give either --per-class or --counts, not both")
+    if config.per_class:
+        if config.per_class < 1:
+            raise UserError("--per-class must be at least 1")
+        return {name: config.per_class for name in generator.classes}, "per class"
+    if isinstance(config.counts, dict):
+        return _resolve_counts(generator, config.counts), "as given"
+    if str(config.counts).strip() == "recommended":
+        counts, note = recommended_counts(generator, config.data, job)
+        return _resolve_counts(generator, counts), note
+    if not str(config.counts).strip():
+        raise UserError("generate: give --per-class N or --counts (e.g. \"Mass=200,Nodule=50\" or recommended)")
+    return _resolve_counts(generator, parse_counts(config.counts)), "as given"
+
+
+def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demographics: Demographics, size: int,
+              latent_seeds=None):
+    """The export plan: one dict per image (name, class, label, latent seed, CSV fields), in order.
+    `latent_seeds` (in the same class order) are those a recipe's screening chose; else drawn here."""
     rng = np.random.default_rng(seed)
     total = sum(counts.values())
-    latent_seeds = rng.choice(2 ** 52, size=total, replace=False)
+    drawn = rng.choice(2 ** 52, size=total, replace=False)
+    latent_seeds = drawn if latent_seeds is None else np.asarray(latent_seeds)
     first_id = max(FIRST_PATIENT_ID, demographics.max_patient_id + 1)
     rows, k = [], 0
     for name, n in counts.items():
@@ -255,17 +317,22 @@ def write_csv(path: Path, rows: list[dict], size: int) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-def _manifest(generator: Generator, config: ExportConfig, size: int, rows: list[dict]) -> dict:
+def _manifest(generator: Generator, config: ExportConfig, size: int, rows: list[dict], counts: dict[str, int],
+              recipe: Recipe, screening: dict, verdict: dict) -> dict:
     return {
-        "format": EXPORT_FORMAT, "version": 1,
+        "format": EXPORT_FORMAT, "version": 2,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
         "model": {"run": str(generator.run_dir.resolve()), "file": generator.model_path.name,
-                  "sha256": generator.sha256, "run_config": generator.config},
+                  "sha256": generator.sha256, "run_config": generator.config,
+                  "trained_step": trained_step(generator.run_dir),
+                  "configured_steps": generator.config.get("steps")},
         "seed": config.seed, "size": size, "generator_size": generator.size, "batch_size": generator.batch_size,
         "precision": generator.precision,
-        "counts": {name: n for name, n in config.counts.items()},
-        "latent": "numpy.random.default_rng(latent_seed).standard_normal(latent_dim), float32",
+        "counts": dict(counts),
+        "recipe": recipe.to_json(), "screening": screening,
+        "augmentation_verdict": {k: v for k, v in verdict.items() if k != "recommended"},
+        "latent": "numpy.random.default_rng(latent_seed).standard_normal(latent_dim) * recipe.truncation, float32",
         "images": [{"image": r["image"], "class": r["class"], "label": r["label"], "latent_seed": r["latent_seed"]}
                    for r in rows],
     }
@@ -277,13 +344,14 @@ def _chunks(generator: Generator, row: dict) -> dict[str, str]:
                       f"class:{row['class']} latent_seed:{row['latent_seed']}"}
 
 
-def _generate_into(folder: Path, generator: Generator, rows: list[dict], size: int, threads: int, job: Job) -> None:
+def _generate_into(folder: Path, generator: Generator, rows: list[dict], size: int, threads: int, job: Job,
+                   truncation: float = 1.0) -> None:
     """Generate batch by batch while a thread pool encodes and writes the previous batches' PNGs."""
     total, done = len(rows), 0
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         try:
-            batches = generator.iter_batches([r["label"] for r in rows], [r["latent_seed"] for r in rows])
+            batches = generator.iter_batches([r["label"] for r in rows], [r["latent_seed"] for r in rows], truncation)
             for start, images in zip(range(0, total, generator.batch_size), batches):
                 job.check()
                 for row, image in zip(rows[start:], _resize(images, size)):
@@ -302,38 +370,67 @@ def _generate_into(folder: Path, generator: Generator, rows: list[dict], size: i
             raise
 
 
+def screened_seeds(generator: Generator, counts: dict[str, int], config: ExportConfig, recipe: Recipe,
+                   job: Job) -> tuple[np.ndarray | None, dict]:
+    """Latent seeds that pass the recipe's screening (judge confidence, no near-copies), class by class,
+    and what the screening did; (None, {}) when the recipe does not screen."""
+    if not recipe.screens:
+        return None, {}
+    from core.evaluation.classifier import ClassifierConfig, Embedder, cached_classifier
+    from core.evaluation.real_data import open_real_data
+    from core.evaluation.recipe import Screen, draw
+
+    real = open_real_data(real_cache(generator, config.data, job), generator.classes, generator.size)
+    real.require_training_and_test()
+    train_x, train_y = real.part("train")
+    judge, _ = cached_classifier(generator.run_dir / "evaluation", train_x, train_y, generator.classes,
+                                 ClassifierConfig(), job)
+    screen = Screen(Embedder(judge), train_x, real.held_out()[0])
+    wanted = {generator.class_index(name): n for name, n in counts.items()}
+    drawn = draw(generator, wanted, config.seed, recipe, screen, job)
+    return drawn.seeds, {"copy_threshold": round(screen.copy_threshold, 4), "per_class": drawn.stats}
+
+
 def export(config: ExportConfig, job: Job | None = None, demographics: Demographics | None = None,
            generator: Generator | None = None) -> ExportResult:
     """Write the export described by `config`; on cancel or error nothing appears at `config.out`."""
     import time
 
+    from core.evaluation.verdict import latest_verdict
+
     job = job or Job()
     started = time.monotonic()
+    if not config.out:
+        raise UserError("generate: --out (the export folder) is required")
     out = Path(config.out)
     _check_target(out, config.force)
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: folder does not exist")
+    recipe = recipe_named(config.recipe)
     generator = generator or load_generator(config.run, batch_size=config.batch_size, precision=config.precision)
-    counts = _resolve_counts(generator, config.counts)
+    counts, _ = requested_counts(config, generator, job)
     size = config.size or generator.size
     if not 8 <= size <= 4096:
         raise UserError(f"--size must be between 8 and 4096 pixels, not {size}")
     if demographics is None:
         demographics = Demographics.from_cache(real_cache(generator, config.data, job), generator.classes)
-    rows = plan_rows(generator, counts, config.seed, demographics, size)
+    seeds, screening = screened_seeds(generator, counts, config, recipe, job)
+    rows = plan_rows(generator, counts, config.seed, demographics, size, seeds)
     tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     (tmp / IMAGES_DIR).mkdir(parents=True)
     try:
-        _generate_into(tmp / IMAGES_DIR, generator, rows, size, config.threads, job)
+        _generate_into(tmp / IMAGES_DIR, generator, rows, size, config.threads, job, recipe.truncation)
         write_csv(tmp / CSV_NAME, rows, size)
-        manifest = _manifest(generator, ExportConfig(**{**asdict(config), "counts": counts}), size, rows)
+        manifest = _manifest(generator, config, size, rows, counts, recipe, screening,
+                             latest_verdict(generator.run_dir))
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         job.check()
         _publish(tmp, out, config.force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out=out, images=len(rows), seconds=time.monotonic() - started, per_class=counts)
+    return ExportResult(out=out, images=len(rows), seconds=time.monotonic() - started, per_class=counts,
+                        screening=screening)
 
 
 def regenerate(export_dir, image_name: str, generator: Generator | None = None) -> np.ndarray:
@@ -354,5 +451,6 @@ def regenerate(export_dir, image_name: str, generator: Generator | None = None) 
                          f"precision={precision!r}, as exported")
     if generator.sha256 != manifest["model"]["sha256"]:
         raise UserError(f"{generator.model_path}: not the model this export was made with (sha256 differs)")
-    image = generator.generate([entry["label"]], [entry["latent_seed"]])
+    truncation = float((manifest.get("recipe") or {}).get("truncation", 1.0))
+    image = generator.generate([entry["label"]], [entry["latent_seed"]], truncation)
     return _resize(image, manifest["size"])[0]

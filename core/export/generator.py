@@ -41,10 +41,12 @@ def latent_vector(seed: int, latent_dim: int) -> np.ndarray:
     return np.random.default_rng(int(seed)).standard_normal(latent_dim).astype(np.float32)
 
 
-def latent_batch(seeds, latent_dim: int) -> np.ndarray:
+def latent_batch(seeds, latent_dim: int, truncation: float = 1.0) -> np.ndarray:
+    """Latent vectors of `seeds`, scaled by `truncation` (psi < 1 draws nearer the typical image)."""
     if not len(seeds):
         return np.zeros((0, latent_dim), np.float32)
-    return np.stack([latent_vector(s, latent_dim) for s in seeds])
+    batch = np.stack([latent_vector(s, latent_dim) for s in seeds])
+    return batch if truncation == 1.0 else (batch * np.float32(truncation)).astype(np.float32)
 
 
 def to_uint8(batch: np.ndarray) -> np.ndarray:
@@ -125,8 +127,9 @@ class Generator:
                                         input_signature=signature)
         return self._predict(z, labels).numpy()
 
-    def iter_batches(self, labels, seeds) -> Iterator[np.ndarray]:
-        """Yield uint8 (n, S, S) images batch by batch, in the order of `labels` / `seeds`."""
+    def iter_batches(self, labels, seeds, truncation: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield uint8 (n, S, S) images batch by batch, in the order of `labels` / `seeds`; latents are
+        scaled by `truncation`."""
         labels = np.asarray(labels, dtype=np.int32)
         seeds = np.asarray(seeds, dtype=np.int64)
         if labels.shape != seeds.shape:
@@ -137,14 +140,14 @@ class Generator:
             y = labels[start:start + self.batch_size]
             n = len(y)
             z = np.zeros((self.batch_size, self.latent_dim), np.float32)
-            z[:n] = latent_batch(seeds[start:start + n], self.latent_dim)
+            z[:n] = latent_batch(seeds[start:start + n], self.latent_dim, truncation)
             padded = np.zeros(self.batch_size, np.int32)
             padded[:n] = y
             yield to_uint8(self._run(z, padded)[:n])
 
-    def generate(self, labels, seeds) -> np.ndarray:
+    def generate(self, labels, seeds, truncation: float = 1.0) -> np.ndarray:
         """uint8 (N, S, S) images for class indices `labels`, each from its latent seed."""
-        batches = list(self.iter_batches(labels, seeds))
+        batches = list(self.iter_batches(labels, seeds, truncation))
         return np.concatenate(batches) if batches else np.zeros((0, self.size, self.size), np.uint8)
 
 
@@ -242,3 +245,19 @@ def load_generator(run_dir, batch_size: int = DEFAULT_BATCH, precision: str = "s
         model = _in_bfloat16(model)
     return Generator(run_dir=run_dir, model=model, config=config, classes=list(classes), latent_dim=latent_dim,
                      size=size, sha256=file_sha256(path), batch_size=batch_size, precision=precision)
+
+
+def trained_step(run_dir) -> int | None:
+    """The step the run's generator was saved at (its latest checkpoint, else its last metrics row),
+    not the configured total: a stopped run's generator is that of the step it stopped at."""
+    from core.gan.runs import RunPaths, read_metrics
+
+    paths = RunPaths(Path(run_dir))
+    latest = paths.latest_checkpoint()
+    if latest is not None:
+        try:
+            return int(latest.stem.split("_")[-1])
+        except ValueError:
+            pass
+    steps = [row["step"] for row in read_metrics(paths.metrics) if isinstance(row.get("step"), int)]
+    return max(steps) if steps else None

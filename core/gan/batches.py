@@ -57,16 +57,26 @@ class TrainingData:
                             f"training images")
 
 
-def open_cache(path: str | Path, split: str = "train") -> TrainingData:
-    """The `split` rows of a prepared cache (core.data.cache)."""
+def open_cache(path: str | Path, classes: list[str] | None = None, split: str = "train") -> TrainingData:
+    """The `split` rows of a prepared cache, labelled in the order of `classes` (default: the cache's own).
+
+    A cache may hold more classes than the run learns: only images of `classes` are used. A class the
+    cache does not hold is a UserError naming it."""
     from core.data.cache import PreparedCache
 
     cache = PreparedCache.open(path)
-    rows = np.flatnonzero(np.asarray(cache.split) == split)
+    classes = list(cache.classes) if classes is None else list(classes)
+    missing = [name for name in classes if name not in cache.classes]
+    if missing:
+        raise UserError(f"{path}: the prepared cache has no class(es) {', '.join(missing)} "
+                        f"(it holds {', '.join(cache.classes)}); prepare it with those classes")
+    ours = np.array([classes.index(name) if name in classes else -1 for name in cache.classes], np.int32)
+    labels = ours[np.asarray(cache.labels)]
+    rows = np.flatnonzero((np.asarray(cache.split) == split) & (labels >= 0))
     if len(rows) == 0:
-        raise UserError(f"{path}: the prepared cache has no {split!r} images")
-    return TrainingData(images=cache.images, labels=np.asarray(cache.labels)[rows].astype(np.int32),
-                        classes=list(cache.classes), source=str(path), rows=rows)
+        raise UserError(f"{path}: the prepared cache has no {split!r} images of {', '.join(classes)}")
+    return TrainingData(images=cache.images, labels=labels[rows].astype(np.int32), classes=classes,
+                        source=str(path), rows=rows)
 
 
 def sample_indices(by_class: list[np.ndarray], n_total: int, batch: int, balanced: bool,

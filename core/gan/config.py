@@ -8,11 +8,13 @@ run (`RUN_DEFINING`), so a resumed run continues the same experiment.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from core.errors import UserError
-from core.options import option
+from core.labels import DEFAULT_CLASSES, LABEL_INDEX, canonical_label
+from core.options import default_of, option
 
 ARCHITECTURES = ("sngan", "reference")
 SIZES = (32, 64, 128, 256)
@@ -22,107 +24,158 @@ XLA_MODES = ("auto", "off", "last_layer", "step", "fft")
 AUGMENTATIONS = ("translation", "cutout", "color")
 
 # Fields that may change between a run and its resume (how long, how often, how fast, where from).
-RESUMABLE_CHANGES = frozenset({"steps", "epochs", "resume", "threads", "log_every", "sample_every",
-                               "checkpoint_every", "cache", "strategy", "xla"})
+# Fields that may change between a run and its resume: how long, how often, how fast, where from (the run
+# folder and the data may have moved), and the learning rates (a run that diverged resumes with lower ones).
+RESUMABLE_CHANGES = frozenset({"run", "data", "steps", "epochs", "minutes", "resume", "threads", "log_every",
+                               "sample_every", "checkpoint_every", "strategy", "xla", "lr_g", "lr_d"})
+MAX_THREADS = 256
+# Inclusive ranges of the numeric options (anything outside is refused by name before training starts).
+_RANGES = {"batch": (2, 65536), "steps": (0, 10**9), "epochs": (0, 10**6), "minutes": (0.0, 10**6),
+           "seed": (0, 2**63 - 1), "latent_dim": (1, 4096), "channels": (1, 1024), "threads": (0, MAX_THREADS),
+           "log_every": (1, 10**9), "sample_every": (0, 10**9), "checkpoint_every": (1, 10**9),
+           "lr_g": (1e-8, 1.0), "lr_d": (1e-8, 1.0), "ac_weight": (0.0, 100.0), "r1_gamma": (0.0, 1e4)}
 
 
 @dataclass
 class TrainConfig:
-    run: str = option("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.")
-    cache: str = option("", "Prepared cache folder (from `prepare`); its 'train' split is used.")
+    run: str = option("", "Run folder: config.json, metrics.jsonl, checkpoints/, samples/, generator.keras.", label='Run folder')
+    data: str = option("", "Training images: an NIH dataset folder (prepared into RUN/cache at --size with "
+                           "--classes) or a prepared cache folder (from `prepare`); its 'train' split is used.", label='Training data')
     arch: str = option("sngan", "Architecture: 'sngan' (modern, fast) or 'reference' (the notebook model).",
-                   choices=ARCHITECTURES)
-    size: int = option(64, "Image side in pixels; must equal the cache's size.", choices=SIZES)
-    batch: int = option(64, "Images per step (for 'reference': half real, half fake per D update).")
-    steps: int = option(2000, "Training steps; used when epochs is 0.")
-    epochs: int = option(0, "Passes over the training images; when > 0 it overrides steps.")
-    seed: int = option(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.")
-    latent_dim: int = option(100, "Length of the latent vector z.")
-    channels: int = option(32, "sngan width: channels of the last generator block (doubles per block).")
-    lr_g: float = option(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).")
-    lr_d: float = option(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).")
-    beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).")
-    beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).")
+                   choices=ARCHITECTURES, label='Model')
+    size: int = option(64, "Image side in pixels; must equal the cache's size.", choices=SIZES, label='Image size (px)')
+    batch: int = option(64, "Images per step (for 'reference': half real, half fake per D update).", label='Images per step')
+    steps: int = option(2000, "Training steps; used when epochs is 0.", label='Maximum steps')
+    epochs: int = option(0, "Passes over the training images; when > 0 it overrides steps.", label='Epochs (instead of steps)')
+    minutes: float = option(0.0, "Time budget in minutes: training stops cleanly (checkpoint and generator saved) "
+                                 "when it is used up or the steps are done, whichever comes first; 0 = no limit.", label='Time budget (minutes)')
+    seed: int = option(0, "Seed for weights, latents, sampling and augmentation: same seed, same run.", label='Random seed')
+    latent_dim: int = option(100, "Length of the latent vector z.", label='Latent length')
+    channels: int = option(32, "sngan width: channels of the last generator block (doubles per block).", label='Network width')
+    lr_g: float = option(2e-4, "sngan generator learning rate (Adam; 'reference' always uses the notebook's 2e-4).", label='Generator learning rate')
+    lr_d: float = option(4e-4, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4).", label='Discriminator learning rate')
+    beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).", label='Adam beta 1')
+    beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).", label='Adam beta 2')
     ac_weight: float = option(1.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
-                               "conditioned labels). 0 disables it.")
-    r1_gamma: float = option(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).")
+                               "conditioned labels). 0 disables it.", label='Class loss weight')
+    r1_gamma: float = option(0.0, "sngan: R1 gradient penalty weight on real images (0 = off).", label='Gradient penalty (R1)')
     augment: str = option("translation,color", "DiffAugment policies applied to real and fake images "
-                                                  "(comma separated; empty = none).")
-    ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.")
-    balanced: bool = option(True, "Sample classes equally often in each batch.")
+                                                  "(comma separated; empty = none).", label='Augmentations')
+    ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.", label='Generator averaging (EMA)')
+    balanced: bool = option(True, "Sample classes equally often in each batch.", label='Balance the classes')
     precision: str = option("auto", "Compute precision. 'auto': mixed_bfloat16 on CPUs with AMX or AVX512-BF16, "
                                     "mixed_float16 (with loss scaling) on a CUDA GPU, else float32. A precision "
                                     "this hardware cannot run fast falls back to float32 with a notice.",
-                        choices=PRECISIONS)
+                        choices=PRECISIONS, label='Number precision')
     xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
                           "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "
                           "(both avoid TensorFlow's very slow CPU kernel for the reference's 16x16 conv), "
                           "'off' = plain; 'auto' = fft for reference, off for sngan.",
-                  choices=XLA_MODES)
+                  choices=XLA_MODES, label='Compilation')
     strategy: str = option("default", "tf.distribute strategy: default, mirrored (all local devices), multiworker.",
-                       choices=STRATEGIES)
+                       choices=STRATEGIES, label='Devices')
     threads: int = option(0, "TensorFlow CPU threads (0 = all cores). Only takes effect before TensorFlow "
-                         "starts its runtime, i.e. for the first run in a process.")
-    log_every: int = option(50, "Append a metrics row every this many steps.")
-    sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).")
-    checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).")
-    resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.")
+                         "starts its runtime, i.e. for the first run in a process.", label='CPU threads (0 = all)')
+    log_every: int = option(50, "Append a metrics row every this many steps.", label='Plot every (steps)')
+    sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).", label='Samples every (steps)')
+    checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).", label='Checkpoint every (steps)')
+    resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.", label='Resume')
     # --- generator quality (h-gan) ---
     latent_blocks: bool = option(True, "sngan: z and the class embedding modulate the batch norm of every "
                                        "generator block (BigGAN-deep). Off = the model before issue 9: z and "
-                                       "the class at the input, a class-only scale and shift per block.")
+                                       "the class at the input, a class-only scale and shift per block.",
+                                 label='Latent in every block')
     lecam_weight: float = option(0.0, "sngan: LeCam regularisation weight (Tseng et al. 2021): pulls D's scores "
                                       "towards running averages of its scores on the other side, which limits "
-                                      "D's overfitting on small data. 0 = off.")
+                                      "D's overfitting on small data. 0 = off.", label='LeCam weight')
     ada_target: float = option(0.0, "sngan: adaptive augmentation (ADA, Karras et al. 2020). Each augmentation "
                                     "policy is applied with a probability p tuned during training so that the "
                                     "share of real images D scores as real stays at this target (0.6 in ADA). "
-                                    "0 = apply the policies to every image (DiffAugment).")
-    ada_kimg: float = option(20.0, "sngan: ADA speed, in thousands of images for p to go from 0 to 1.")
+                                    "0 = apply the policies to every image (DiffAugment).",
+                               label='Adaptive augmentation target')
+    ada_kimg: float = option(20.0, "sngan: ADA speed, in thousands of images for p to go from 0 to 1.",
+                             label='Adaptive augmentation speed (kimg)')
     cond_start: int = option(0, "sngan: transitional conditioning (Shahbazi et al. 2022): train unconditionally "
                                 "for this many steps, then ramp the class in over cond_ramp steps. Needs "
-                                "latent_blocks. 0 and 0 = conditional from the start.")
-    cond_ramp: int = option(0, "sngan: steps over which the class condition ramps from 0 to full strength.")
-    classes: list = field(default_factory=list, metadata={
-        "help": "Class names in label order. Filled in from the training data (not a form field); "
-                "generator.keras label k means classes[k].", "form": False})
+                                "latent_blocks. 0 and 0 = conditional from the start.",
+                             label='Unconditional steps first')
+    cond_ramp: int = option(0, "sngan: steps over which the class condition ramps from 0 to full strength.",
+                            label='Class ramp (steps)')
+    classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
+                                                   "means classes[k]); each training image carries exactly one.",
+                           form=False, label='Classes')
 
-    def validate(self) -> None:
-        """Raise UserError naming the option if a value cannot work."""
+    def validate(self, source: str = "train") -> None:
+        """Raise UserError naming the option if a value has the wrong type or cannot work."""
+        self._check_types(source)
         if not self.run:
-            raise UserError("train: --run (the run folder) is required")
+            raise UserError(f"{source}: --run (the run folder) is required")
         if self.arch not in ARCHITECTURES:
-            raise UserError(f"train: --arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}")
+            raise UserError(f"{source}: --arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}")
         if self.size not in SIZES:
-            raise UserError(f"train: --size must be one of {SIZES}, not {self.size}")
+            raise UserError(f"{source}: --size must be one of {SIZES}, not {self.size}")
         if self.arch == "reference" and self.size != 128:
-            raise UserError("train: the 'reference' architecture is defined for --size 128 only")
+            raise UserError(f"{source}: the 'reference' architecture is defined for --size 128 only")
         if self.precision not in PRECISIONS:
-            raise UserError(f"train: --precision must be one of {', '.join(PRECISIONS)}")
+            raise UserError(f"{source}: --precision must be one of {', '.join(PRECISIONS)}")
         if self.xla not in XLA_MODES:
-            raise UserError(f"train: --xla must be one of {', '.join(XLA_MODES)}")
+            raise UserError(f"{source}: --xla must be one of {', '.join(XLA_MODES)}")
         if self.strategy not in STRATEGIES:
-            raise UserError(f"train: --strategy must be one of {', '.join(STRATEGIES)}")
-        if self.batch < 2:
-            raise UserError(f"train: --batch must be at least 2, not {self.batch}")
+            raise UserError(f"{source}: --strategy must be one of {', '.join(STRATEGIES)}")
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise UserError(f"{source}: --{name.replace('_', '-')} must be between {low:g} and {high:g}, "
+                                f"not {value!r}")
         if self.steps < 1 and self.epochs < 1:
-            raise UserError("train: give --steps N or --epochs E (at least 1)")
-        for name in ("log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"train: {name} must be at least 1")
+            raise UserError(f"{source}: give --steps N or --epochs E (at least 1)")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise UserError("train: ema_decay must be in [0, 1)")
+            raise UserError(f"{source}: --ema-decay must be in [0, 1)")
+        for name in ("beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"{source}: --{name.replace('_', '-')} must be in [0, 1)")
+        self.class_names(source)
         self.augment_policies()
         if self.lecam_weight < 0:
-            raise UserError(f"train: lecam_weight must be >= 0, not {self.lecam_weight}")
+            raise UserError(f"{source}: --lecam-weight must be >= 0, not {self.lecam_weight}")
         if not 0.0 <= self.ada_target < 1.0:
-            raise UserError(f"train: ada_target must be in [0, 1) (0 = off), not {self.ada_target}")
+            raise UserError(f"{source}: --ada-target must be in [0, 1) (0 = off), not {self.ada_target}")
         if self.ada_kimg <= 0:
-            raise UserError(f"train: ada_kimg must be > 0, not {self.ada_kimg}")
+            raise UserError(f"{source}: --ada-kimg must be > 0, not {self.ada_kimg}")
         if self.cond_start < 0 or self.cond_ramp < 0:
-            raise UserError("train: cond_start and cond_ramp must be >= 0")
+            raise UserError(f"{source}: --cond-start and --cond-ramp must be >= 0")
         if (self.cond_start or self.cond_ramp) and self.arch == "sngan" and not self.latent_blocks:
-            raise UserError("train: cond_start/cond_ramp (transitional conditioning) need latent_blocks")
+            raise UserError(f"{source}: --cond-start/--cond-ramp (transitional conditioning) need --latent-blocks")
+
+    def _check_types(self, source: str) -> None:
+        """Every field has the type of its default (an int is accepted for a float)."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), type(default_of(f))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
+                continue
+            if kind is list:
+                ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            else:
+                ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok:
+                wanted = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+                          list: "a list of names"}.get(kind, kind.__name__)
+                raise UserError(f"{source}: {f.name} must be {wanted}, not {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise UserError(f"{source}: {f.name} must be a finite number, not {value!r}")
+
+    def class_names(self, source: str = "train") -> list[str]:
+        """The classes in canonical spelling; UserError for unknown, repeated or too few names."""
+        names = [canonical_label(name) for name in self.classes]
+        unknown = [name for name in names if name not in LABEL_INDEX]
+        if unknown:
+            raise UserError(f"{source}: --classes: unknown label(s) {', '.join(unknown)}")
+        if len(set(names)) != len(names):
+            raise UserError(f"{source}: --classes: a class is named twice")
+        if len(names) < 2:
+            raise UserError(f"{source}: --classes: a conditional GAN needs at least 2 classes")
+        return names
 
     def xla_mode(self) -> str:
         if self.xla != "auto":
@@ -141,11 +194,18 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict, source: str = "config.json") -> "TrainConfig":
+        """A config from untrusted JSON: unknown fields, wrong types and impossible values are refused by name."""
+        data = dict(data)
+        if "cache" in data:   # runs made before `data` replaced `cache`
+            legacy = data.pop("cache")
+            data.setdefault("data", legacy)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"{source}: unknown training options {unknown}")
-        return cls(**data)
+        config = cls(**data)
+        config._check_types(source)
+        return config
 
     def save(self, path: Path) -> None:
         from core.atomic import atomic_write_text
@@ -154,12 +214,15 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as error:
-            raise UserError(f"{path}: cannot read the run config ({error})") from error
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]
+            raise UserError(f"{path}: cannot read the run config ({reason})") from None
         if not isinstance(data, dict):
             raise UserError(f"{path}: not a training config")
-        return cls.from_json(data, source=str(path))
+        config = cls.from_json(data, source=str(path))
+        config.validate(source=str(path))
+        return config
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """Run-defining fields whose values differ (what makes a resume a different experiment)."""

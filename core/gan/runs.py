@@ -5,6 +5,9 @@
     RUN/checkpoints/*.npz    full training state (weights, EMA, optimizers, step), written atomically
     RUN/samples/step_XXXXXXX.png
     RUN/generator.keras      the EMA generator, loads with safe_mode=True
+    RUN/tensorboard/         TensorBoard event files: scalars, sample grids, the config
+    RUN/cache/               the prepared cache when training from an NIH folder
+    RUN/evaluation/          reports, plots and the judge of `evaluate` and `augment-bench`
 """
 from __future__ import annotations
 
@@ -44,6 +47,11 @@ class RunPaths:
     def prepared(self) -> Path:
         """Where training from an NIH folder prepares its cache."""
         return self.root / "cache"
+
+    @property
+    def board(self) -> Path:
+        """TensorBoard event files (`tensorboard --logdir RUN`)."""
+        return self.root / "tensorboard"
 
     @property
     def evaluation(self) -> Path:

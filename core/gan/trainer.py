@@ -1,14 +1,23 @@
-"""`train(config, job=None, callbacks=()) -> RunSummary`: the training loop around `GanEngine`.
+"""`train(config, job) -> RunSummary`: the whole training task, from the data source to generator.keras.
+
+Order of work, so that nothing is prepared or written before the run folder is known to be usable:
+check the run folder (new run, or resume) -> prepare the cache if `data` is an NIH folder -> write
+config.json -> build and compile -> train -> save.
 
 What the loop guarantees:
-- metrics.jsonl gets one row per `log_every` steps (averages over those steps) and every callback's
-  `on_metrics` sees the same row; sample grids go to samples/ and `on_samples`.
+- metrics.jsonl gets one row per `log_every` steps (averages over those steps); the job receives the
+  same row as a "metrics" event, each sample grid (also saved to samples/) as a "samples" event and
+  messages as "log" events. Progress reports name the stage: preparing, compiling, training, saving.
 - Stop: `job.request_stop()` (from any thread) ends the run after the current step; a checkpoint and
-  generator.keras are saved and the summary has `stopped=True` (no exception is raised).
-- NaN/Inf losses raise `TrainingDiverged` (a UserError) before anything is saved, so the last
-  checkpoint on disk is the last good state.
+  generator.keras are saved and `Cancelled` is raised with the `RunSummary` as its `result`, like every
+  other task that is stopped.
+- A time budget (`minutes`) ends the run the same way but as a normal finish (`reason="time budget"`).
+- NaN/Inf losses, or weights that became NaN/Inf (checked at every metrics row and before saving),
+  raise `TrainingDiverged` (a UserError) before anything is saved, so the last checkpoint on disk is
+  the last good state; a resume may lower the learning rates.
 - Resume loads the newest checkpoint (weights, EMA, optimizer state, step, elapsed time); batches and
-  in-step randomness are keyed by step, so the resumed run is the uninterrupted run.
+  in-step randomness are keyed by step, so the resumed run is the uninterrupted run. A run stopped
+  before its first checkpoint resumes from step 0.
 - `threads`: TensorFlow's thread pools can only be sized before its runtime starts, so it is applied
   on the first run in a process; later runs log that it was not applied.
 """
@@ -20,16 +29,15 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from core.errors import UserError
-from core.gan.config import TrainConfig
-from core.gan.batches import TrainingData, make_dataset, open_cache
 from core.atomic import atomic_write_bytes
+from core.errors import UserError
+from core.gan.batches import TrainingData, make_dataset, open_cache
+from core.gan.config import TrainConfig
 from core.gan.runs import RunPaths, append_metrics, truncate_metrics
-from core.jobs import Job
+from core.jobs import Cancelled, Job
 from core.render import sample_grid
 
 SAMPLE_COLUMNS = 8
@@ -40,17 +48,13 @@ class TrainingDiverged(UserError):
     """Losses became NaN or Inf; the run folder still holds the last good checkpoint."""
 
 
-class TrainCallback:
-    """Observer of a run (the GUI's live plots, tests). Override what you need; all run on the training thread."""
+@dataclass(frozen=True)
+class SampleGrid:
+    """A "samples" event: the grid of one row per class drawn at `step`, saved at `path`."""
 
-    def on_metrics(self, row: dict) -> None:
-        pass
-
-    def on_samples(self, step: int, grid: np.ndarray, path: Path) -> None:
-        pass
-
-    def on_log(self, text: str) -> None:
-        pass
+    step: int
+    grid: np.ndarray
+    path: Path
 
 
 @dataclass
@@ -63,6 +67,7 @@ class RunSummary:
     images_per_s: float
     metrics: dict = field(default_factory=dict)
     generator: str | None = None
+    reason: str = "finished"    # "finished" (all steps), "time budget" or "stopped" (on request)
 
 
 def configure_threads(threads: int) -> str | None:
@@ -106,24 +111,25 @@ def total_steps(config: TrainConfig, n_images: int) -> int:
 class _Run:
     """One call of `train`: owns the paths, the engine and the bookkeeping of the loop."""
 
-    def __init__(self, config: TrainConfig, data: TrainingData, job: Job, callbacks: tuple):
+    def __init__(self, config: TrainConfig, job: Job):
         self.config = config
-        self.data = data
         self.job = job
-        self.callbacks = callbacks
         self.paths = RunPaths(Path(config.run))
-        self.total = total_steps(config, len(data.labels))
-        self.steps_per_epoch = math.ceil(len(data.labels) / config.batch)
-        self.sample_interval = config.sample_every or max(self.steps_per_epoch, config.log_every)
+        self.data: TrainingData | None = None
+        self.total = self.steps_per_epoch = self.sample_interval = 0
         self.elapsed_before = 0.0
         self.last_checkpoint: Path | None = None
+        self.resume_from: Path | None = None
+        self.board = None
 
     def log(self, text: str) -> None:
-        for callback in self.callbacks:
-            callback.on_log(text)
+        self.job.log(text)
 
-    def prepare_folder(self) -> None:
+    def check_folder(self) -> None:
+        """Refuse a resume with nothing to resume or a different experiment, and a new run over a trained
+        one, before anything is prepared or written."""
         self.paths.make()
+        checkpoint = self.paths.latest_checkpoint()
         if self.config.resume:
             if not self.paths.config.exists():
                 raise UserError(f"{self.paths.config}: nothing to resume (no config.json in the run folder)")
@@ -133,28 +139,55 @@ class _Run:
                 detail = ", ".join(f"{name}: {getattr(saved, name)!r} -> {getattr(self.config, name)!r}"
                                    for name in changed)
                 raise UserError(f"{self.paths.root}: cannot resume with a different config ({detail})")
-            if self.paths.latest_checkpoint() is None:
-                raise UserError(f"{self.paths.checkpoints}: no checkpoint to resume from")
-        elif self.paths.latest_checkpoint() is not None or self.paths.metrics.exists():
-            raise UserError(f"{self.paths.root}: already holds a run; pass --resume to continue it "
-                            f"or choose a new run folder")
+            self.resume_from = checkpoint
+        elif checkpoint is not None:
+            raise UserError(f"{self.paths.root}: already holds a trained run (checkpoint {checkpoint.name}); "
+                            f"resume it or choose a new run folder")
+
+    def attach(self, data: TrainingData) -> None:
+        self.data = data
+        self.total = total_steps(self.config, len(data.labels))
+        self.steps_per_epoch = math.ceil(len(data.labels) / self.config.batch)
+        self.sample_interval = self.config.sample_every or max(self.steps_per_epoch, self.config.log_every)
+
+    def write_config(self) -> None:
         self.config.save(self.paths.config)
 
+    def open_board(self) -> None:
+        from core.gan.board import RunBoard
+
+        self.board = RunBoard(self.paths.board)
+        self._to_board("config", self.config.to_json())
+
+    def _to_board(self, what: str, *args) -> None:
+        """TensorBoard is a view of the run: if its files cannot be written, say so once and go on."""
+        if self.board is None:
+            return
+        try:
+            getattr(self.board, what)(*args)
+        except Exception as error:  # noqa: BLE001 - a viewer's files must never stop training
+            self.log(f"TensorBoard logs stopped: {error}")
+            self.board = None
+
     def restore(self, engine) -> int:
-        if not self.config.resume:
+        if self.resume_from is None:
+            if self.config.resume:
+                self.log("no checkpoint yet: starting the run again from step 0")
             self.paths.metrics.write_text("")
+            for old in self.paths.samples.glob("step_*.png"):
+                old.unlink(missing_ok=True)
             return 0
-        path = self.paths.latest_checkpoint()
-        step, extra = engine.load_state(path)
+        step, extra = engine.load_state(self.resume_from)
         self.elapsed_before = float(extra.get("elapsed_s", 0.0))
-        self.last_checkpoint = path
+        self.last_checkpoint = self.resume_from
         truncate_metrics(self.paths.metrics, step)
-        self.log(f"resumed from {path.name} (step {step})")
+        self.log(f"resumed from {self.resume_from.name} (step {step})")
         return step
 
     def save_checkpoint(self, engine, step: int, elapsed: float) -> None:
         path = self.paths.checkpoint(step)
-        atomic_write_bytes(path, engine.state_bytes(step, {"elapsed_s": elapsed}))
+        _check_weights(engine, step, self)
+        _write(path, lambda: atomic_write_bytes(path, engine.state_bytes(step, {"elapsed_s": elapsed})))
         self.last_checkpoint = path
         for old in sorted(self.paths.checkpoints.glob("step_*.npz"))[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
@@ -166,23 +199,31 @@ class _Run:
         path = self.paths.sample(step)
         ok, png = cv2.imencode(".png", grid)
         if ok:
-            atomic_write_bytes(path, png.tobytes())
-        for callback in self.callbacks:
-            callback.on_samples(step, grid, path)
+            _write(path, lambda: atomic_write_bytes(path, png.tobytes()))
+        self._to_board("samples", step, grid)
+        self.job.emit("samples", SampleGrid(step, grid, path))
 
     def save_generator(self, engine) -> Path:
         tmp = self.paths.root / ".generator.tmp.keras"
-        engine.ema.save(tmp)
-        os.replace(tmp, self.paths.generator)
+
+        def save():
+            try:
+                engine.ema.save(tmp)
+                os.replace(tmp, self.paths.generator)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        _write(self.paths.generator, save)
         return self.paths.generator
 
     def emit_row(self, step: int, sums: dict, count: int, images_per_s: float, elapsed: float) -> dict:
         row = {"step": step, "epoch": round(step / self.steps_per_epoch, 3)}
         row.update({k: round(v / count, 6) for k, v in sums.items()})
         row.update({"images_per_s": round(images_per_s, 2), "elapsed_s": round(elapsed, 2)})
-        append_metrics(self.paths.metrics, row)
-        for callback in self.callbacks:
-            callback.on_metrics(row)
+        _write(self.paths.metrics, lambda: append_metrics(self.paths.metrics, row))
+        self._to_board("metrics", row)
+        self.job.emit("metrics", row)
         return row
 
     def fixed_latents(self) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +231,15 @@ class _Run:
         z = rng.standard_normal((SAMPLE_COLUMNS, self.config.latent_dim)).astype(np.float32)
         k = len(self.data.classes)
         return np.tile(z, (k, 1)), np.repeat(np.arange(k, dtype=np.int32), SAMPLE_COLUMNS)
+
+
+def _write(path: Path, write) -> None:
+    """Run a write of the run folder; a full or read-only disk becomes one line naming the file."""
+    try:
+        write()
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error}); free space or choose another "
+                        f"run folder, then resume") from None
 
 
 class _Interval:
@@ -217,45 +267,77 @@ class _Interval:
         return row
 
 
+def _diverged(run: "_Run", step: int, what: str) -> TrainingDiverged:
+    kept = run.last_checkpoint.name if run.last_checkpoint else "none yet"
+    return TrainingDiverged(f"{run.paths.root}: training diverged at step {step} ({what}); last good "
+                            f"checkpoint: {kept}. Resume with lower learning rates, or start again with "
+                            f"another seed")
+
+
 def _check_finite(values: dict, step: int, run: "_Run") -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
-        kept = run.last_checkpoint.name if run.last_checkpoint else "none yet"
-        raise TrainingDiverged(f"{run.paths.root}: training diverged at step {step} ({bad}); "
-                               f"last good checkpoint: {kept}. Lower the learning rates and resume, "
-                               f"or start again with another seed")
+        raise _diverged(run, step, f"losses {bad}")
 
 
-def train(config: TrainConfig, job: Job | None = None, callbacks: Iterable[TrainCallback] = (),
-          data: TrainingData | None = None) -> RunSummary:
-    """Train (or resume) the run described by `config`. `data` overrides `config.cache` (tests, the GUI)."""
+def _check_weights(engine, step: int, run: "_Run") -> None:
+    """Losses can stay finite while weights overflow (seen with a learning rate of 1e15)."""
+    models = {"generator": engine.generator, "EMA generator": engine.ema, "discriminator": engine.discriminator}
+    for name, model in models.items():
+        bad = sum(1 for w in model.weights if not np.isfinite(np.asarray(w)).all())
+        if bad:
+            raise _diverged(run, step, f"{bad} {name} weight array(s) are not finite")
+
+
+def open_training_data(config: TrainConfig, job: Job) -> TrainingData:
+    """The training images of `config.data`: a prepared cache, or an NIH folder prepared into RUN/cache."""
+    from core.data.cache import ensure_cache, is_prepared_cache
+
+    if not config.data:
+        raise UserError("train: --data is required (an NIH dataset folder or a prepared cache)")
+    classes = config.class_names()
+    if not is_prepared_cache(config.data):
+        job.log(f"preparing {', '.join(classes)} at {config.size} px from {config.data}")
+
+    path = ensure_cache(config.data, RunPaths(Path(config.run)).prepared, classes, config.size,
+                        job.within("preparing"))
+    data = open_cache(path, classes)
+    counts = ", ".join(f"{name} {len(rows)}" for name, rows in zip(data.classes, data.by_class()))
+    job.log(f"training images from {path}: {counts}")
+    return data
+
+
+def train(config: TrainConfig, job: Job | None = None, data: TrainingData | None = None) -> RunSummary:
+    """Train (or resume) the run described by `config`. `data` replaces `config.data` (tests, benches)."""
     config.validate()
-    callbacks = tuple(callbacks)
     job = job or Job()
+    config = replace(config, classes=config.class_names(), run=_worker_run_folder(config))
+    run = _Run(config, job)
+    run.check_folder()
     note = configure_threads(config.threads)
-    if data is None:
-        if not config.cache:
-            raise UserError("train: --cache (a prepared cache folder) is required")
-        data = open_cache(config.cache)
-    data.validate(config.size, config.batch)
-    if config.classes and list(config.classes) != list(data.classes):
-        raise UserError(f"{data.source}: classes {data.classes} differ from the config's {config.classes}")
-    config = replace(config, classes=list(data.classes), run=_worker_run_folder(config))
-    run = _Run(config, data, job, callbacks)
-    run.prepare_folder()
     if note:
         run.log(note)
+    if data is None:
+        data = open_training_data(config, job)
+    elif list(data.classes) != list(config.classes):
+        raise UserError(f"{data.source}: classes {data.classes} differ from the config's {config.classes}")
+    data.validate(config.size, config.batch)
+    job.check()
+    run.attach(data)
+    run.write_config()
     return _loop(run)
 
 
 def _loop(run: _Run) -> RunSummary:
     from core.gan.engine import GanEngine, make_strategy
 
-    config = run.config
+    config, job = run.config, run.job
+    job.report(0, 1, "building the networks", stage="compiling")
     engine = GanEngine(config, len(run.data.classes), make_strategy(config.strategy))
     for notice in engine.notices:
         run.log(notice)
     start = run.restore(engine)
+    run.open_board()
     z_fixed, y_fixed = run.fixed_latents()
     replicas = engine.replicas
     per_replica = config.batch // replicas
@@ -267,33 +349,53 @@ def _loop(run: _Run) -> RunSummary:
                             run.total * replicas, pipeline_id=context.input_pipeline_id)
 
     batches = iter(engine.strategy.distribute_datasets_from_function(dataset_fn))
+    budget = config.minutes * 60.0 if config.minutes > 0 else math.inf
     t0 = time.monotonic()
     interval = _Interval()
-    last, stopped, step = {}, False, start
+    last, reason, step = {}, "finished", start
+    job.report(start, run.total, "compiling the training step (the first step is slow)", stage="compiling")
     for step in range(start + 1, run.total + 1):
         values = engine.train_step(next(batches), step - 1)
         _check_finite(values, step, run)
         interval.add(values)
-        elapsed = run.elapsed_before + time.monotonic() - t0
+        now = time.monotonic()
+        elapsed = run.elapsed_before + now - t0
         if step % config.log_every == 0 or step == run.total:
+            _check_weights(engine, step, run)
             last = interval.flush(run, step, elapsed)
         if step % run.sample_interval == 0 or step == run.total:
             run.save_samples(engine, step, z_fixed, y_fixed)
         if step % config.checkpoint_every == 0 and step != run.total:
             run.save_checkpoint(engine, step, elapsed)
-        run.job.report(step, run.total, f"d_real {values['d_loss_real']:.3f} d_fake {values['d_loss_fake']:.3f} "
-                                        f"g {values['g_loss']:.3f}")
-        if run.job.stop_requested:
+        job.report(step, _expected_total(step, start, run.total, now - t0, budget),
+                   f"d_real {values['d_loss_real']:.3f} d_fake {values['d_loss_fake']:.3f} g {values['g_loss']:.3f}",
+                   stage="training")
+        if job.stop_requested or now - t0 >= budget:
+            reason = "stopped" if job.stop_requested else "time budget"
             last = interval.flush(run, step, elapsed) or last   # keep the steps since the last row
-            stopped = True
             break
     seconds = time.monotonic() - t0
-    elapsed = run.elapsed_before + seconds
+    job.report(step, step, "saving the checkpoint and generator.keras", stage="saving")
     if run.last_checkpoint is None or run.last_checkpoint != run.paths.checkpoint(step):
-        run.save_checkpoint(engine, step, elapsed)
+        run.save_checkpoint(engine, step, run.elapsed_before + seconds)
     generator = run.save_generator(engine)
+    if run.board is not None:
+        run.board.close()
     trained = step - start
-    run.log(f"{'stopped' if stopped else 'finished'} at step {step}/{run.total}")
-    return RunSummary(run_dir=str(run.paths.root), step=step, total_steps=run.total, stopped=stopped,
-                      seconds=seconds, images_per_s=trained * config.batch / seconds if seconds > 0 else 0.0,
-                      metrics=last, generator=str(generator))
+    run.log(f"{'stopped' if reason == 'stopped' else 'finished'} at step {step}/{run.total}"
+            + (f" (time budget of {config.minutes:g} min)" if reason == "time budget" else ""))
+    summary = RunSummary(run_dir=str(run.paths.root), step=step, total_steps=run.total, stopped=reason == "stopped",
+                         seconds=seconds, images_per_s=trained * config.batch / seconds if seconds > 0 else 0.0,
+                         metrics=last, generator=str(generator), reason=reason)
+    if reason == "stopped":
+        raise Cancelled(f"stopped at step {step}/{run.total}; checkpoint and generator saved", result=summary)
+    return summary
+
+
+def _expected_total(step: int, start: int, total: int, seconds: float, budget: float) -> int:
+    """The step training will end at: the last step, or earlier where the time budget runs out at the
+    speed of the steps run since this start (so the ETA shown is the time left in the budget)."""
+    if not math.isfinite(budget) or seconds <= 0:
+        return total
+    at_budget = step + int(max(0.0, budget - seconds) * (step - start) / seconds)
+    return max(step, min(total, at_budget))

@@ -1,0 +1,154 @@
+"""How synthetic images are drawn: latent truncation, and screening by the judge and by novelty.
+
+A `Recipe` is the generation side of what the augmentation bench found to work:
+- `truncation`: latents are scaled by psi (< 1 draws nearer the generator's typical image: cleaner,
+  less varied). The scale is recorded in the export manifest, so any image can be drawn again.
+- `min_confidence`: keep an image only when the judge (the evaluator classifier trained on the real
+  training split) gives its conditioned class at least this probability: images that do not show
+  their label are not shipped with it.
+- `reject_copies`: drop images whose copy ratio (distance to the nearest training image over that
+  image's distance to its own nearest neighbour, see `measures.memorisation_ratios`) is below the
+  near-copy threshold of held-out real images: no near-copy of a patient's image ships.
+
+Candidates come from a fixed stream of latent seeds per (seed, class), so the same request gives the
+same images. When too few candidates pass within `max_tries` per wanted image, the rest are the
+best-scoring candidates that are not copies; the stats say how many, so a class the generator rarely
+draws clearly shows up instead of silently shrinking the export.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from core.evaluation.measures import memorisation_ratios, pixel_vectors
+from core.jobs import Job
+
+MAX_COPY_RATIO = 0.5
+RECIPE_CHOICES = ("recommended", "none")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "none"
+    truncation: float = 1.0
+    min_confidence: float = 0.0
+    reject_copies: bool = False
+    max_tries: int = 10
+
+    @property
+    def screens(self) -> bool:
+        return self.min_confidence > 0 or self.reject_copies
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# What won on NIH-proportioned phantoms (bench/augment.py; numbers in the augmentation bench report).
+RECIPES = {
+    "none": Recipe("none"),
+    "recommended": Recipe("recommended", truncation=1.0, min_confidence=0.5, reject_copies=True),
+}
+
+
+def recipe_named(name: str) -> Recipe:
+    from core.errors import UserError
+
+    if name not in RECIPES:
+        raise UserError(f"--recipe: {name!r} is not one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def copy_threshold(held_out_ratios: np.ndarray) -> float:
+    """Near-copy bar: the 1st percentile of held-out real images' copy ratios (other patients), capped."""
+    if len(held_out_ratios) == 0:
+        return MAX_COPY_RATIO
+    return min(MAX_COPY_RATIO, float(np.percentile(held_out_ratios, 1)))
+
+
+class Screen:
+    """Scores candidate images: the judge's probability of their conditioned class and their copy ratio."""
+
+    def __init__(self, embed, train_images: np.ndarray, held_out_images: np.ndarray):
+        self.embed = embed
+        self.train_vectors = pixel_vectors(train_images)
+        _, _, held_ratio = memorisation_ratios(pixel_vectors(held_out_images), self.train_vectors)
+        self.copy_threshold = copy_threshold(held_ratio)
+
+    def score(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, _ = self.embed(images)
+        confidence = probs[np.arange(len(labels)), labels]
+        _, _, ratio = memorisation_ratios(pixel_vectors(images), self.train_vectors)
+        return confidence, ratio
+
+
+@dataclass
+class Drawn:
+    """Images drawn for a request, in class order, with their latent seeds and what the screen did."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+
+def candidate_seeds(seed: int, label: int, start: int, n: int) -> np.ndarray:
+    """Latent seeds start..start+n of the fixed candidate stream of (seed, class)."""
+    stream = np.random.default_rng([seed, 3, label]).integers(0, 2 ** 52, size=start + n, dtype=np.int64)
+    return stream[start:]
+
+
+def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Screen | None = None,
+         job: Job | None = None, progress: tuple[int, int] | None = None, classes: list[str] | None = None) -> Drawn:
+    """`counts[label]` images of each class from `source` (a Generator or anything with its
+    `iter_batches(labels, seeds, truncation)`), following `recipe` (screened when it asks and `screen`
+    is given)."""
+    job = job or Job()
+    offset, total = progress or (0, sum(counts.values()))
+    names = classes or getattr(source, "classes", None) or [str(k) for k in range(max(counts, default=0) + 1)]
+    images, labels, seeds, stats = [], [], [], {}
+    done = 0
+    for label, wanted in counts.items():
+        if wanted <= 0:
+            continue
+        kept_x, kept_seed, spare = [], [], []  # spare: (confidence, seed, image) of non-copies below the bar
+        tried = 0
+        while len(kept_seed) < wanted and tried < max(wanted, recipe.max_tries * wanted if recipe.screens else 0):
+            n = max(64, 2 * (wanted - len(kept_seed))) if recipe.screens else wanted
+            batch_seeds = candidate_seeds(seed, label, tried, n)
+            batch = np.concatenate(list(source.iter_batches(np.full(n, label, np.int32), batch_seeds,
+                                                            recipe.truncation)))
+            tried += n
+            job.check()
+            if screen is None or not recipe.screens:
+                accept = np.ones(n, bool)
+                confidence, ratio = np.ones(n), np.ones(n)
+            else:
+                confidence, ratio = screen.score(batch, np.full(n, label))
+                novel = ratio >= screen.copy_threshold if recipe.reject_copies else np.ones(n, bool)
+                accept = novel & (confidence >= recipe.min_confidence)
+                spare += [(c, s, im) for c, s, im, ok, new in zip(confidence, batch_seeds, batch, accept, novel)
+                          if new and not ok]
+            for image, s in zip(batch[accept], batch_seeds[accept]):
+                if len(kept_seed) < wanted:
+                    kept_x.append(image)
+                    kept_seed.append(s)
+            job.report(offset + done + len(kept_seed), total, f"drawing {names[label]}")
+        passed = len(kept_seed)
+        for _, s, image in sorted(spare, key=lambda item: -item[0])[:wanted - passed]:
+            kept_x.append(image)
+            kept_seed.append(s)
+        if len(kept_seed) < wanted:
+            from core.errors import UserError
+
+            raise UserError(f"{names[label]}: only {len(kept_seed)} of {tried} drawn images are not near-copies "
+                            f"of training images; this generator memorises, do not use its images")
+        done += wanted
+        images.append(np.stack(kept_x))
+        labels.append(np.full(wanted, label, np.int32))
+        seeds.append(np.asarray(kept_seed, np.int64))
+        stats[names[label]] = {"wanted": int(wanted), "candidates": int(tried), "passed": int(passed),
+                               "below_bar": int(wanted - passed)}
+    if not images:
+        return Drawn(np.zeros((0, 0, 0), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int64), stats)
+    return Drawn(np.concatenate(images), np.concatenate(labels), np.concatenate(seeds), stats)
