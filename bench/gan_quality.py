@@ -232,6 +232,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=300, help="MS-SSIM pairs per class")
     parser.add_argument("--work", default="/tmp/gan_quality", help="work folder (data, judge, runs)")
     parser.add_argument("--tag", default="", help="name of this experiment in results.jsonl")
+    parser.add_argument("--continue-run", metavar="RUN", help="train an earlier run of this bench further "
+                        "(same --set options), from its last checkpoint up to --steps")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field, e.g. --set lecam_weight=0.3")
     args = parser.parse_args()
@@ -251,6 +253,10 @@ def main() -> int:
     data = TrainingData(*sets["train"], sets["classes"], source="phantoms")
     budget = args.minutes * 60 if args.minutes > 0 else float("inf")
     trained_s, step = 0.0, 0
+    if args.continue_run:
+        run = Path(args.continue_run)
+        last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+        trained_s, step = float(last["elapsed_s"]), int(last["step"])
     print(f"{'step':>6} {'train_s':>8} {'img/s':>6} {'load':>5} {'adher':>6} {'ssim':>5}/{'real':<5} per class "
           f"({', '.join(c[:5] for c in sets['classes'])})", flush=True)
     while step < args.steps and trained_s < budget:

@@ -21,6 +21,7 @@ Configurations:
   sngan64/128_fp32, _bf16  the same in float32 / mixed_bfloat16 (on a CPU without AMX/AVX512-BF16
                 the engine falls back to float32: the 'precision' column shows what ran)
   sngan64/128_prev  the default before issue 9: latent_blocks off, channels 32, float32
+  sngan64_c16, _c8  the default at width 16 / 8 (cost falls about with the square of the width)
 Ratios: x notebook per image; for sngan rows also x fp32 and x prev of the same size in this run.
 With --rounds R every configuration runs R times, interleaved, and the median is shown: the machine
 is shared, so compare rows of one run. The load average (1 min) is printed per row.
@@ -51,6 +52,8 @@ CONFIGS = {
     "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),
     "sngan64_bf16": dict(arch="sngan", size=64, batch=64, precision="mixed_bfloat16"),
     "sngan64_prev": dict(arch="sngan", size=64, batch=64, precision="float32", latent_blocks=False, channels=32),
+    "sngan64_c16": dict(arch="sngan", size=64, batch=64, channels=16),
+    "sngan64_c8": dict(arch="sngan", size=64, batch=64, channels=8),
     "sngan128": dict(arch="sngan", size=128, batch=64),
     "sngan128_fp32": dict(arch="sngan", size=128, batch=64, precision="float32"),
     "sngan128_bf16": dict(arch="sngan", size=128, batch=64, precision="mixed_bfloat16"),
