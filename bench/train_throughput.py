@@ -22,6 +22,8 @@ Configurations:
                 the engine falls back to float32: the 'precision' column shows what ran)
   sngan64/128_prev  the default before issue 9: latent_blocks off, channels 32, float32
   sngan64_c16, _c8  the default at width 16 / 8 (cost falls about with the square of the width)
+  sngan64_c8_bf16emu  width 8 in mixed_bfloat16 forced on, what the float32 fallback avoids on CPUs
+                without AMX/AVX512-BF16 (TensorFlow then emulates bfloat16)
 Ratios: x notebook per image; for sngan rows also x fp32 and x prev of the same size in this run.
 With --rounds R every configuration runs R times, interleaved, and the median is shown: the machine
 is shared, so compare rows of one run. The load average (1 min) is printed per row.
@@ -54,6 +56,8 @@ CONFIGS = {
     "sngan64_prev": dict(arch="sngan", size=64, batch=64, precision="float32", latent_blocks=False, channels=32),
     "sngan64_c16": dict(arch="sngan", size=64, batch=64, channels=16),
     "sngan64_c8": dict(arch="sngan", size=64, batch=64, channels=8),
+    "sngan64_c8_bf16emu": dict(arch="sngan", size=64, batch=64, channels=8, precision="mixed_bfloat16",
+                               emulate_bf16=True),
     "sngan128": dict(arch="sngan", size=128, batch=64),
     "sngan128_fp32": dict(arch="sngan", size=128, batch=64, precision="float32"),
     "sngan128_bf16": dict(arch="sngan", size=128, batch=64, precision="mixed_bfloat16"),
@@ -103,9 +107,13 @@ def _engine_step_fn(spec: dict):
     import numpy as np
     import tensorflow as tf
 
+    from core.gan import engine as engine_module
     from core.gan.config import TrainConfig
     from core.gan.engine import GanEngine
 
+    spec = dict(spec)
+    if spec.pop("emulate_bf16", False):   # run bfloat16 even where the engine would fall back to float32
+        engine_module.cpu_supports_bf16 = lambda: True
     config = TrainConfig(run="unused", **spec)
     engine = GanEngine(config, N_CLASSES)
     rng = np.random.default_rng(0)

@@ -67,14 +67,16 @@ def _train_on_two_workers(cache: Path, run: Path, steps: int, resume: bool = Fal
 def _weights(path: Path) -> list[np.ndarray]:
     import keras
 
+    import core.gan.layers  # noqa: F401  (registers the generator's custom layers for loading)
+
     return keras.models.load_model(path, safe_mode=True).get_weights()
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
     first, second = _weights(a), _weights(b)
     assert len(first) == len(second)
-    for x, y in zip(first, second):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    differ = [i for i, (x, y) in enumerate(zip(first, second)) if not np.allclose(x, y, rtol=1e-5, atol=1e-6)]
+    assert differ == [], f"weights {differ} of {len(first)} differ between the workers"
 
 
 @pytest.mark.slow
@@ -85,7 +87,7 @@ def test_two_workers_train_one_model_write_apart_and_resume_together(cache, tmp_
     assert Path(chief["run"]) == run and Path(other["run"]) == run / "worker_1"
     _assert_same_weights(run / "generator.keras", run / "worker_1" / "generator.keras")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "generator.keras",
-                                                      "metrics.jsonl", "samples", "worker_1"]
+                                                      "metrics.jsonl", "samples", "tensorboard", "worker_1"]
     assert not (run / "worker_0").exists()
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 

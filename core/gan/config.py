@@ -63,9 +63,9 @@ class TrainConfig:
                                                   "(comma separated; empty = none).", label='Augmentations')
     ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.", label='Generator averaging (EMA)')
     balanced: bool = option(True, "Sample classes equally often in each batch.", label='Balance the classes')
-    precision: str = option("auto", "Compute precision. 'auto': mixed_bfloat16 on CPUs with AMX or AVX512-BF16, "
-                                    "mixed_float16 (with loss scaling) on a CUDA GPU, else float32. A precision "
-                                    "this hardware cannot run fast falls back to float32 with a notice.",
+    precision: str = option("auto", "Compute precision. 'auto': mixed_float16 (with loss scaling) on a CUDA GPU, "
+                                    "else float32. 'mixed_bfloat16' is faster on CPUs with AMX or AVX512-BF16. "
+                                    "A precision this hardware cannot run fast falls back to float32 with a notice.",
                         choices=PRECISIONS, label='Number precision')
     xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
                           "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "

@@ -47,14 +47,15 @@ def has_cuda_gpu() -> bool:
 def resolve_precision(name: str) -> tuple[str, str | None]:
     """The Keras dtype policy to train with, and a one-line notice when it is not what was asked for.
 
-    'auto' picks the fast path of this machine: mixed_float16 (loss-scaled) on a CUDA GPU,
-    mixed_bfloat16 on a CPU with AMX/AVX512-BF16, float32 elsewhere. An explicit mixed precision the
-    hardware has no fast arithmetic for falls back to float32: without native support TensorFlow
-    emulates bfloat16 and float16, many times slower than float32 (measured on an AVX2-only CPU).
+    'auto' is mixed_float16 (loss-scaled) on a CUDA GPU and float32 on a CPU. mixed_bfloat16 stays an
+    explicit choice for CPUs with AMX/AVX512-BF16 until a paired quality run on such a CPU shows it costs
+    no adherence or diversity (issue 9; the machines here are AVX2-only, where it could not be measured).
+    An explicit mixed precision the hardware has no fast arithmetic for falls back to float32: without
+    native support TensorFlow emulates bfloat16 and float16, slower than float32 (bench/train_throughput.py).
     """
     gpu = has_cuda_gpu()
     if name == "auto":
-        return ("mixed_float16" if gpu else "mixed_bfloat16" if cpu_supports_bf16() else "float32"), None
+        return ("mixed_float16" if gpu else "float32"), None
     if name == "mixed_float16" and not gpu:
         return "float32", "precision mixed_float16 needs a CUDA GPU; training in float32 instead"
     if name == "mixed_bfloat16" and not gpu and not cpu_supports_bf16():

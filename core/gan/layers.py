@@ -108,7 +108,9 @@ class ConditionalBatchNorm(keras.layers.Layer):
 
     Inputs `[x (N, H, W, C), label int (N,)]`. Putting the class into every generator block is what
     makes the generator follow its label (an embedding at the input alone was ignored, FINDINGS).
-    Momentum 0.9 so the moving statistics used at inference keep up with a short run.
+    Momentum 0.9 so the moving statistics used at inference keep up with a short run. The statistics
+    are synchronised across replicas (one device: no change), so every worker of a distributed run
+    normalises by the global batch and keeps the same moving statistics (tests/test_multiworker.py).
     """
 
     def __init__(self, n_classes, momentum=0.9, **kwargs):
@@ -116,7 +118,7 @@ class ConditionalBatchNorm(keras.layers.Layer):
         self.n_classes = int(n_classes)
         self.momentum = momentum
         self.norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=momentum,
-                                                    epsilon=1e-5, dtype=self.dtype_policy)
+                                                    epsilon=1e-5, synchronized=True, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         x_shape = input_shape[0]
@@ -233,15 +235,15 @@ class ModulatedBatchNorm(keras.layers.Layer):
     Inputs `[x (N, H, W, C), cond (N, D)]`, output `bn(x) * (1 + cond @ W_gamma) + cond @ W_beta`. With
     `cond` = [this block's slice of z, the class embedding], both the latent and the class reach every
     block: the class steers each scale, and z varies fine detail as well as the layout, which a single
-    latent at the input tends to lose (the generator repeats itself). Momentum 0.9 as in
-    ConditionalBatchNorm.
+    latent at the input tends to lose (the generator repeats itself). Momentum 0.9 and synchronised
+    statistics as in ConditionalBatchNorm.
     """
 
     def __init__(self, momentum=0.9, **kwargs):
         super().__init__(**kwargs)
         self.momentum = momentum
         self.norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=momentum,
-                                                    epsilon=1e-5, dtype=self.dtype_policy)
+                                                    epsilon=1e-5, synchronized=True, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         x_shape, cond_shape = input_shape
