@@ -1,6 +1,7 @@
 """Training throughput (images/s) and peak memory: the notebook way vs our engine, in one run.
 
-    .venv/bin/python bench/train_throughput.py [--steps 3] [--only NAME ...]
+    .venv/bin/python bench/train_throughput.py [--steps 3] [--only NAME ...] [--rounds 1]
+    .venv/bin/python bench/train_throughput.py --profile sngan64     # the top TensorFlow ops of one step
 
 Every configuration runs in its own fresh interpreter (clean peak RSS, no shared TF state), a warm-up
 step first (tracing/compilation), then `--steps` timed steps on random data. images/s counts the
@@ -16,8 +17,16 @@ Configurations:
   reference_xlastep  the whole step compiled by XLA instead of only the output layer
   reference_b16 our `reference` at batch 16 (the per-image rate at a larger batch)
   reference_bf16  our `reference` in mixed_bfloat16
-  sngan64/128   our sngan, batch 64, fp32 and mixed_bfloat16
-Ratios are against `notebook` per image. The machine is shared: the load average is printed.
+  sngan64/128   the default model (TrainConfig defaults) in its default precision ('auto'), batch 64
+  sngan64/128_fp32, _bf16  the same in float32 / mixed_bfloat16 (on a CPU without AMX/AVX512-BF16
+                the engine falls back to float32: the 'precision' column shows what ran)
+  sngan64/128_prev  the default before issue 9: latent_blocks off, channels 32, float32
+  sngan64_c16, _c8  the default at width 16 / 8 (cost falls about with the square of the width)
+  sngan64_c8_bf16emu  width 8 in mixed_bfloat16 forced on, what the float32 fallback avoids on CPUs
+                without AMX/AVX512-BF16 (TensorFlow then emulates bfloat16)
+Ratios: x notebook per image; for sngan rows also x fp32 and x prev of the same size in this run.
+With --rounds R every configuration runs R times, interleaved, and the median is shown: the machine
+is shared, so compare rows of one run. The load average (1 min) is printed per row.
 """
 from __future__ import annotations
 
@@ -41,10 +50,18 @@ CONFIGS = {
     "reference_bf16": dict(arch="reference", size=128, batch=4, xla="fft", precision="mixed_bfloat16"),
     "reference_noxla": dict(arch="reference", size=128, batch=4, xla="off"),
     "reference_xlastep": dict(arch="reference", size=128, batch=4, xla="step"),
+    "sngan64": dict(arch="sngan", size=64, batch=64),
     "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),
     "sngan64_bf16": dict(arch="sngan", size=64, batch=64, precision="mixed_bfloat16"),
+    "sngan64_prev": dict(arch="sngan", size=64, batch=64, precision="float32", latent_blocks=False, channels=32),
+    "sngan64_c16": dict(arch="sngan", size=64, batch=64, channels=16),
+    "sngan64_c8": dict(arch="sngan", size=64, batch=64, channels=8),
+    "sngan64_c8_bf16emu": dict(arch="sngan", size=64, batch=64, channels=8, precision="mixed_bfloat16",
+                               emulate_bf16=True),
+    "sngan128": dict(arch="sngan", size=128, batch=64),
     "sngan128_fp32": dict(arch="sngan", size=128, batch=64, precision="float32"),
     "sngan128_bf16": dict(arch="sngan", size=128, batch=64, precision="mixed_bfloat16"),
+    "sngan128_prev": dict(arch="sngan", size=128, batch=64, precision="float32", latent_blocks=False, channels=32),
 }
 N_CLASSES = 7
 
@@ -90,9 +107,13 @@ def _engine_step_fn(spec: dict):
     import numpy as np
     import tensorflow as tf
 
+    from core.gan import engine as engine_module
     from core.gan.config import TrainConfig
     from core.gan.engine import GanEngine
 
+    spec = dict(spec)
+    if spec.pop("emulate_bf16", False):   # run bfloat16 even where the engine would fall back to float32
+        engine_module.cpu_supports_bf16 = lambda: True
     config = TrainConfig(run="unused", **spec)
     engine = GanEngine(config, N_CLASSES)
     rng = np.random.default_rng(0)
@@ -104,7 +125,56 @@ def _engine_step_fn(spec: dict):
     def step():
         engine.train_step((images, labels), next(counter))
 
+    step.precision = engine.precision
     return step, lambda: True
+
+
+def top_ops(logdir: str, steps: int, n: int = 15) -> list[tuple[str, float, float]]:
+    """(op type, ms per step, share) of the TensorFlow ops in a profiler trace, by total time."""
+    import collections
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as handle:
+        space.ParseFromString(handle.read())
+    totals: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if line.name.startswith("tf_Compute"):   # op executions (the Eigen pool lines are their shards)
+                for event in line.events:
+                    totals[plane.event_metadata[event.metadata_id].name.rsplit(":", 1)[-1]] += event.duration_ps
+    totals.pop("Process", None)                      # the executor's own span encloses the ops
+    everything = sum(totals.values()) or 1
+    return [(name, ps / 1e9 / steps, ps / everything) for name, ps in totals.most_common(n)]
+
+
+def profile(name: str, steps: int, overrides: dict) -> None:
+    """Print the top ops of `steps` steps of one configuration (after two warm-up steps)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from core.gan.config import TrainConfig
+
+    spec = dict(CONFIGS[name])
+    for field, text in overrides.items():
+        default = getattr(TrainConfig(run="x"), field)
+        spec[field] = text.lower() in ("1", "true") if isinstance(default, bool) else type(default)(text)
+    step, _ = _engine_step_fn(spec)
+    step()
+    step()
+    logdir = tempfile.mkdtemp(prefix="cxr_profile_")
+    tf.profiler.experimental.start(logdir)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - t) / steps
+    tf.profiler.experimental.stop()
+    print(f"{name} {overrides or ''}: {seconds:.3f} s/step under the profiler (load {os.getloadavg()[0]:.1f}); top ops by time:")
+    for op, ms, share in top_ops(logdir, steps):
+        print(f"  {op:<28} {ms:9.1f} ms/step {share:6.1%}")
 
 
 def run_one(name: str, steps: int) -> dict:
@@ -123,39 +193,59 @@ def run_one(name: str, steps: int) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"name": name, "batch": spec["batch"], "steps": steps, "warmup_s": round(warmup, 2),
             "s_per_step": round(seconds / steps, 3), "images_per_s": round(spec["batch"] * steps / seconds, 2),
-            "peak_mb": round(peak_mb), "both_trained": check()}
+            "peak_mb": round(peak_mb), "both_trained": check(),
+            "precision": getattr(step, "precision", "float32")}
+
+
+def _ratio(row: dict, rows: dict, other: str) -> str:
+    base = rows.get(other)
+    return f"{row['images_per_s'] / base['images_per_s']:.2f}" if base and other != row["name"] else "-"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after warm-up)")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run only these configurations")
+    parser.add_argument("--rounds", type=int, default=1, help="run every configuration this many times, interleaved")
+    parser.add_argument("--profile", choices=[n for n in CONFIGS if n != "notebook"],
+                        help="print the top TensorFlow ops of one configuration instead")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="with --profile: override a TrainConfig field (e.g. channels=16)")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.steps, dict(item.split("=", 1) for item in args.set))
+        return 0
     if args.child:
         print(json.dumps(run_one(args.child, args.steps)))
         return 0
-    results = []
+    runs: dict[str, list[dict]] = {}
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    for name in args.only or list(CONFIGS):
-        load = os.getloadavg()[0]
-        steps = max(2, args.steps // 2) if name in ("notebook", "reference_noxla") else args.steps * 3
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps)],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(f"{name}: failed\n{proc.stderr[-1500:]}", file=sys.stderr)
-            continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["load"] = round(load, 1)
-        results.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    base = next((r["images_per_s"] for r in results if r["name"] == "notebook"), None)
-    print(f"{'configuration':<17} {'batch':>5} {'s/step':>8} {'images/s':>9} {'x notebook':>10} "
-          f"{'peak MB':>8} {'load':>5}  trains both")
-    for r in results:
-        ratio = f"{r['images_per_s'] / base:.1f}" if base else "-"
-        print(f"{r['name']:<17} {r['batch']:>5} {r['s_per_step']:>8.3f} {r['images_per_s']:>9.2f} {ratio:>10} "
-              f"{r['peak_mb']:>8} {r['load']:>5}  {r['both_trained']}")
+    for _ in range(args.rounds):
+        for name in args.only or list(CONFIGS):
+            load = os.getloadavg()[0]
+            steps = max(2, args.steps // 2) if name in ("notebook", "reference_noxla") else args.steps * 3
+            proc = subprocess.run([sys.executable, __file__, "--child", name, "--steps", str(steps)],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                print(f"{name}: failed\n{proc.stderr[-1500:]}", file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row["load"] = round(load, 1)
+            runs.setdefault(name, []).append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    rows = {name: sorted(found, key=lambda r: r["images_per_s"])[len(found) // 2] for name, found in runs.items()}
+    base = rows.get("notebook")
+    print(f"{'configuration':<17} {'precision':<15} {'batch':>5} {'s/step':>8} {'images/s':>9} {'x notebook':>10} "
+          f"{'x fp32':>6} {'x prev':>6} {'peak MB':>8} {'load':>5}  trains both")
+    for name, r in rows.items():
+        ratio = f"{r['images_per_s'] / base['images_per_s']:.1f}" if base else "-"
+        size = name[len("sngan"):].split("_")[0] if name.startswith("sngan") else ""
+        fp32 = _ratio(r, rows, f"sngan{size}_fp32") if size else "-"
+        prev = _ratio(r, rows, f"sngan{size}_prev") if size else "-"
+        print(f"{name:<17} {r.get('precision', '-'):<15} {r['batch']:>5} {r['s_per_step']:>8.3f} "
+              f"{r['images_per_s']:>9.2f} {ratio:>10} {fp32:>6} {prev:>6} {r['peak_mb']:>8} {r['load']:>5}  "
+              f"{r['both_trained']}")
     return 0
 
 

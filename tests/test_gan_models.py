@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.gan.layers import ClassProjection, ConditionalBatchNorm, SNConv2D, SNDense
+from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, ModulatedBatchNorm, SNConv2D,
+                             SNDense)
 from core.gan.models import build_models, reference_discriminator, reference_generator, sngan_generator
 
 
@@ -50,8 +51,8 @@ def test_sngan_shapes_for_each_resolution(size):
     images = g([z, labels], training=False)
     assert tuple(images.shape) == (2, size, size, 1)
     assert images.dtype == "float32" and float(np.max(np.abs(images))) <= 1.0
-    score, logits = d([np.asarray(images), labels], training=False)
-    assert tuple(score.shape) == (2, 1) and tuple(logits.shape) == (2, 3)
+    score, projection, logits = d([np.asarray(images), labels], training=False)
+    assert tuple(score.shape) == tuple(projection.shape) == (2, 1) and tuple(logits.shape) == (2, 3)
 
 
 def test_spectral_norm_bounds_the_kernel_and_lets_gradients_through():
@@ -92,7 +93,35 @@ def test_generator_with_custom_layers_loads_with_safe_mode(tmp_path):
     np.testing.assert_allclose(loaded([z, labels]), g([z, labels]), atol=1e-6)
 
 
+def test_a_generator_saved_mid_ramp_keeps_its_condition_strength(tmp_path):
+    g = sngan_generator(n_classes=3, size=32, latent_dim=8, channels=4)
+    g.get_layer("class_embedding").strength.assign(0.25)
+    g.save(tmp_path / "g.keras")
+    loaded = keras.models.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert float(loaded.get_layer("class_embedding").strength.numpy()) == 0.25
+
+
+def test_the_previous_generator_still_builds_and_loads(tmp_path):
+    """Runs trained before issue 9 (z and class at the input, class-only batch norm) keep loading."""
+    g = sngan_generator(n_classes=3, size=32, latent_dim=8, channels=4, latent_blocks=False)
+    assert any(isinstance(layer, ConditionalBatchNorm) for layer in g.layers)
+    g.save(tmp_path / "old.keras")
+    loaded = keras.models.load_model(tmp_path / "old.keras", safe_mode=True)
+    z, labels = np.ones((2, 8), np.float32), np.array([0, 2], np.int32)
+    np.testing.assert_allclose(loaded([z, labels]), g([z, labels]), atol=1e-6)
+
+
+def test_every_generator_block_sees_the_latent_and_the_class():
+    g = sngan_generator(n_classes=3, size=32, latent_dim=8, channels=4)
+    norms = [layer for layer in g.layers if isinstance(layer, ModulatedBatchNorm)]
+    assert len(norms) == 4                                      # the 4x4 seed and the 8, 16, 32 px blocks
+    condition = g.get_layer("condition").output
+    assert all(layer.input[1] is condition for layer in norms)
+    assert condition.shape[-1] == 8 + g.get_layer("class_embedding").dim
+
+
 def test_custom_layers_round_trip_their_config():
-    for layer in (SNConv2D(4, 3, strides=2), SNDense(5), ConditionalBatchNorm(3), ClassProjection(3)):
+    for layer in (SNConv2D(4, 3, strides=2), SNDense(5), ConditionalBatchNorm(3), ClassProjection(3),
+                  ClassEmbedding(3, 6), ModulatedBatchNorm(momentum=0.8)):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()

@@ -49,11 +49,21 @@ def _cutout(x, seed, ratio=0.5):
 _FUNCTIONS = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
-def diff_augment(x, policies: tuple[str, ...], seed):
-    """Apply each policy in order with its own stateless seed split from `seed` (int32/int64 shape (2,))."""
+def diff_augment(x, policies: tuple[str, ...], seed, probability=None):
+    """Apply each policy in order with its own stateless seed split from `seed` (int32/int64 shape (2,)).
+
+    `probability` (a scalar tensor, or None for always): each policy is applied to each image
+    independently with this probability, as ADA does (Karras et al. 2020), so the strength of the
+    augmentation can follow how much the discriminator overfits.
+    """
     if not policies:
         return x
-    seeds = tf.random.experimental.stateless_split(seed, len(policies))
+    seeds = tf.random.experimental.stateless_split(seed, 2 * len(policies))
     for i, name in enumerate(policies):
-        x = _FUNCTIONS[name](x, seeds[i])
+        augmented = _FUNCTIONS[name](x, seeds[2 * i])
+        if probability is None:
+            x = augmented
+        else:
+            chosen = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], seeds[2 * i + 1]) < probability
+            x = tf.where(chosen, augmented, x)
     return x

@@ -18,7 +18,7 @@ from core.options import default_of, option
 
 ARCHITECTURES = ("sngan", "reference")
 SIZES = (32, 64, 128, 256)
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 XLA_MODES = ("auto", "off", "last_layer", "step", "fft")
 AUGMENTATIONS = ("translation", "cutout", "color")
@@ -63,7 +63,9 @@ class TrainConfig:
                                                   "(comma separated; empty = none).", label='Augmentations')
     ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.", label='Generator averaging (EMA)')
     balanced: bool = option(True, "Sample classes equally often in each batch.", label='Balance the classes')
-    precision: str = option("float32", "Compute precision; 'mixed_bfloat16' is faster on CPUs with AMX/AVX512.",
+    precision: str = option("auto", "Compute precision. 'auto': mixed_float16 (with loss scaling) on a CUDA GPU, "
+                                    "else float32. 'mixed_bfloat16' is faster on CPUs with AMX or AVX512-BF16. "
+                                    "A precision this hardware cannot run fast falls back to float32 with a notice.",
                         choices=PRECISIONS, label='Number precision')
     xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "
                           "the generator's output conv by XLA, 'fft' = that conv's weight gradient by FFT "
@@ -78,6 +80,27 @@ class TrainConfig:
     sample_every: int = option(0, "Save a sample grid every this many steps (0 = once per epoch).", label='Samples every (steps)')
     checkpoint_every: int = option(500, "Save a checkpoint every this many steps (and always at the end).", label='Checkpoint every (steps)')
     resume: bool = option(False, "Continue the run in the run folder from its last checkpoint.", label='Resume')
+    # --- generator quality (h-gan) ---
+    latent_blocks: bool = option(True, "sngan: z and the class embedding modulate the batch norm of every "
+                                       "generator block (BigGAN-deep). Off = the model before issue 9: z and "
+                                       "the class at the input, a class-only scale and shift per block.",
+                                 label='Latent in every block')
+    lecam_weight: float = option(0.0, "sngan: LeCam regularisation weight (Tseng et al. 2021): pulls D's scores "
+                                      "towards running averages of its scores on the other side, which limits "
+                                      "D's overfitting on small data. 0 = off.", label='LeCam weight')
+    ada_target: float = option(0.0, "sngan: adaptive augmentation (ADA, Karras et al. 2020). Each augmentation "
+                                    "policy is applied with a probability p tuned during training so that the "
+                                    "share of real images D scores as real stays at this target (0.6 in ADA). "
+                                    "0 = apply the policies to every image (DiffAugment).",
+                               label='Adaptive augmentation target')
+    ada_kimg: float = option(20.0, "sngan: ADA speed, in thousands of images for p to go from 0 to 1.",
+                             label='Adaptive augmentation speed (kimg)')
+    cond_start: int = option(0, "sngan: transitional conditioning (Shahbazi et al. 2022): train unconditionally "
+                                "for this many steps, then ramp the class in over cond_ramp steps. Needs "
+                                "latent_blocks. 0 and 0 = conditional from the start.",
+                             label='Unconditional steps first')
+    cond_ramp: int = option(0, "sngan: steps over which the class condition ramps from 0 to full strength.",
+                            label='Class ramp (steps)')
     classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
                                                    "means classes[k]); each training image carries exactly one.",
                            form=False, label='Classes')
@@ -113,6 +136,16 @@ class TrainConfig:
                 raise UserError(f"{source}: --{name.replace('_', '-')} must be in [0, 1)")
         self.class_names(source)
         self.augment_policies()
+        if self.lecam_weight < 0:
+            raise UserError(f"{source}: --lecam-weight must be >= 0, not {self.lecam_weight}")
+        if not 0.0 <= self.ada_target < 1.0:
+            raise UserError(f"{source}: --ada-target must be in [0, 1) (0 = off), not {self.ada_target}")
+        if self.ada_kimg <= 0:
+            raise UserError(f"{source}: --ada-kimg must be > 0, not {self.ada_kimg}")
+        if self.cond_start < 0 or self.cond_ramp < 0:
+            raise UserError(f"{source}: --cond-start and --cond-ramp must be >= 0")
+        if (self.cond_start or self.cond_ramp) and self.arch == "sngan" and not self.latent_blocks:
+            raise UserError(f"{source}: --cond-start/--cond-ramp (transitional conditioning) need --latent-blocks")
 
     def _check_types(self, source: str) -> None:
         """Every field has the type of its default (an int is accepted for a float)."""

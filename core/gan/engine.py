@@ -26,6 +26,63 @@ from core.gan.models import build_models
 
 
 
+ADA_INTERVAL = 4          # steps between adjustments of the augmentation probability (ADA uses 4)
+LECAM_DECAY = 0.99        # running averages of D's scores that anchor the LeCam term (Tseng et al.)
+
+
+def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU has native bfloat16 arithmetic (AMX or AVX512-BF16), read from its flags."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            flags = set(" ".join(line.split(":", 1)[1] for line in handle if line.startswith("flags")).split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def has_cuda_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(name: str) -> tuple[str, str | None]:
+    """The Keras dtype policy to train with, and a one-line notice when it is not what was asked for.
+
+    'auto' is mixed_float16 (loss-scaled) on a CUDA GPU and float32 on a CPU. mixed_bfloat16 stays an
+    explicit choice for CPUs with AMX/AVX512-BF16 until a paired quality run on such a CPU shows it costs
+    no adherence or diversity (issue 9; the machines here are AVX2-only, where it could not be measured).
+    An explicit mixed precision the hardware has no fast arithmetic for falls back to float32: without
+    native support TensorFlow emulates bfloat16 and float16, slower than float32 (bench/train_throughput.py).
+    """
+    gpu = has_cuda_gpu()
+    if name == "auto":
+        return ("mixed_float16" if gpu else "float32"), None
+    if name == "mixed_float16" and not gpu:
+        return "float32", "precision mixed_float16 needs a CUDA GPU; training in float32 instead"
+    if name == "mixed_bfloat16" and not gpu and not cpu_supports_bf16():
+        return "float32", ("precision mixed_bfloat16: this CPU has no AMX or AVX512-BF16 (bfloat16 would be "
+                           "emulated, slower than float32); training in float32 instead")
+    return name, None
+
+
+def lecam_penalty(real_score, fake_score, anchor_real, anchor_fake, denominator):
+    """LeCam regulariser (Tseng et al. 2021): E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2].
+
+    `a_real`, `a_fake` are running averages of D's scores on real and fake images. Sums are divided by
+    `denominator` (the global batch) like every loss here, so replicas add up to the single-device value.
+    """
+    real_term = tf.square(tf.nn.relu(tf.cast(real_score, tf.float32) - anchor_fake))
+    fake_term = tf.square(tf.nn.relu(anchor_real - tf.cast(fake_score, tf.float32)))
+    return _sum_over(real_term, denominator) + _sum_over(fake_term, denominator)
+
+
+def condition_strength(step, start: int, ramp: int):
+    """Transitional conditioning: 0 before `start`, then linear to 1 over `ramp` steps (1 when both are 0)."""
+    step = tf.cast(step, tf.float32)
+    if ramp <= 0:
+        return tf.where(step < float(start), 0.0, 1.0)
+    return tf.clip_by_value((step - float(start)) / float(ramp), 0.0, 1.0)
+
+
 def make_strategy(name: str):
     """The tf.distribute strategy named in the config ('mirrored' uses all GPUs, else all logical CPUs)."""
     if name == "default":
@@ -53,6 +110,11 @@ def _sum_over(values, denominator):
     return tf.reduce_sum(tf.cast(values, tf.float32)) / float(denominator)
 
 
+def _score(outputs, strength):
+    """sngan's adversarial score from its discriminator's outputs: unconditional + strength * projection."""
+    return tf.cast(outputs[0], tf.float32) + strength * tf.cast(outputs[1], tf.float32)
+
+
 class GanEngine:
     """Owns G, D, the EMA generator and both optimizers; `train_step` runs one global step."""
 
@@ -68,16 +130,25 @@ class GanEngine:
         self.real_global = per_update            # real images per D update, all replicas
         self.real_per_replica = per_update // self.replicas
         self.policies = () if self.reference else config.augment_policies()
+        self.precision, notice = resolve_precision(config.precision)
+        self.notices = [notice] if notice else []
+        self.adaptive = bool(self.policies) and config.ada_target > 0 and not self.reference
+        self.lecam = config.lecam_weight > 0 and not self.reference
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope(), dtype_policy(config.precision):
+        with self.strategy.scope(), dtype_policy(self.precision):
             self.generator, self.discriminator = build_models(
-                config.arch, n_classes, config.size, config.latent_dim, config.channels)
+                config.arch, n_classes, config.size, config.latent_dim, config.channels, config.latent_blocks)
             self.ema = keras.models.clone_model(self.generator)
             self.ema.set_weights(self.generator.get_weights())
             self.opt_g = self._optimizer(config.lr_g)
             self.opt_d = self._optimizer(config.lr_d)
             self.opt_g.build(self.generator.trainable_variables)
             self.opt_d.build(self.discriminator.trainable_variables)
+            self.state = {name: tf.Variable(0.0, trainable=False, name=name,
+                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                          for name in ("augment_p", "ada_sign_sum", "ada_steps", "lecam_real", "lecam_fake")}
+        self._strengths = [layer.strength for model in (self.generator, self.ema) for layer in model.layers
+                           if hasattr(layer, "strength")]
         self._seed = tf.constant([config.seed, 0x5EED], tf.int64)
         mode = config.xla_mode()
         self._last_layer = self._fast_output_layer(mode) if mode in ("last_layer", "fft") else None
@@ -120,7 +191,7 @@ class GanEngine:
             opt = keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999)
         else:
             opt = keras.optimizers.Adam(lr, beta_1=self.config.beta_1, beta_2=self.config.beta_2)
-        if self.config.precision == "mixed_float16":
+        if self.precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
         return opt
 
@@ -132,12 +203,40 @@ class GanEngine:
 
     def _global_step(self, inputs, step):
         images, labels = inputs
-        out = self.strategy.run(self._replica_step, args=(images, labels, step))
+        strength = condition_strength(step, self.config.cond_start, self.config.cond_ramp)
+        for variable in self._strengths:
+            variable.assign(strength)
+        out = self.strategy.run(self._replica_step, args=(images, labels, step, strength))
         out = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
         self._update_ema(step)
+        if not self.reference:
+            self._update_anchors(out, step)
+            out["augment_p"] = (tf.identity(self.state["augment_p"]) if self.adaptive
+                                else tf.constant(1.0 if self.policies else 0.0))
+            out["condition"] = strength
         return out
 
-    def _replica_step(self, images, labels, step):
+    def _update_anchors(self, out, step):
+        """After a step: ADA's augmentation probability and the LeCam anchors (cross-replica, global means)."""
+        if self.adaptive:
+            state, config = self.state, self.config
+            state["ada_sign_sum"].assign_add(out["d_sign_real"])
+            state["ada_steps"].assign_add(1.0)
+            ready = state["ada_steps"] >= ADA_INTERVAL
+            r_t = state["ada_sign_sum"] / tf.maximum(state["ada_steps"], 1.0)
+            change = tf.sign(r_t - config.ada_target) * self.real_global * state["ada_steps"] / (config.ada_kimg * 1000)
+            state["augment_p"].assign(tf.where(ready, tf.clip_by_value(state["augment_p"] + change, 0.0, 1.0),
+                                               state["augment_p"]))
+            state["ada_sign_sum"].assign(tf.where(ready, 0.0, state["ada_sign_sum"]))
+            state["ada_steps"].assign(tf.where(ready, 0.0, state["ada_steps"]))
+        if self.lecam:   # running means with a warm-up (the first step copies), like the EMA generator
+            count = tf.cast(step, tf.float32)
+            decay = tf.minimum(LECAM_DECAY, count / (count + 1.0))
+            for side in ("real", "fake"):
+                anchor = self.state[f"lecam_{side}"]
+                anchor.assign(decay * anchor + (1.0 - decay) * out[f"d_score_{side}"])
+
+    def _replica_step(self, images, labels, step, strength):
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
         key = tf.random.experimental.stateless_fold_in(
             tf.random.experimental.stateless_fold_in(self._seed, step), replica)
@@ -149,15 +248,19 @@ class GanEngine:
         g_copies = 2 if self.reference else 1
         z_g = tf.random.stateless_normal([n * g_copies, latent], keys[1])
         y_g = tf.tile(labels, [g_copies])
-        d_metrics = self._d_update(real, labels, z_d, keys[2], keys[3])
-        g_metrics = self._g_update(z_g, y_g, keys[4])
+        d_metrics = self._d_update(real, labels, z_d, keys[2], keys[3], strength)
+        g_metrics = self._g_update(z_g, y_g, keys[4], strength)
         return {**d_metrics, **g_metrics}
 
-    def _d_update(self, real, labels, z, key_real, key_fake):
+    def _augment(self, images, key):
+        probability = self.state["augment_p"] if self.adaptive else None
+        return diff_augment(images, self.policies, key, probability)
+
+    def _d_update(self, real, labels, z, key_real, key_fake, strength):
         """Real and fake go through D in separate calls: the minibatch-deviation feature is per batch."""
         fake = tf.stop_gradient(self._generator_train([z, labels]))
-        real_aug = diff_augment(real, self.policies, key_real)
-        fake_aug = diff_augment(fake, self.policies, key_fake)
+        real_aug = self._augment(real, key_real)
+        fake_aug = self._augment(fake, key_fake)
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             real_out = self.discriminator([real_aug, labels], training=True)
@@ -165,29 +268,33 @@ class GanEngine:
             if self.reference:
                 losses, metrics = self._reference_d_losses(real_out, fake_out)
             else:
-                losses, metrics = self._sngan_d_losses(real_out[0], fake_out[0], real_out[1], labels)
+                real_score, fake_score = _score(real_out, strength), _score(fake_out, strength)
+                losses, metrics = self._sngan_d_losses(real_score, fake_score, real_out[2], labels)
+                if self.lecam:
+                    losses["lecam"] = self.config.lecam_weight * lecam_penalty(
+                        real_score, fake_score, self.state["lecam_real"], self.state["lecam_fake"], self.real_global)
                 if self.config.r1_gamma > 0:
-                    losses["r1"] = self._r1_penalty(real_aug, labels)
+                    losses["r1"] = self._r1_penalty(real_aug, labels, strength)
             loss = tf.add_n(list(losses.values()))
             scaled = self.opt_d.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.opt_d.apply_gradients(zip(grads, variables))
         return metrics
 
-    def _g_update(self, z, labels, key):
+    def _g_update(self, z, labels, key, strength):
         variables = self.generator.trainable_variables
         gb = self.real_global * (2 if self.reference else 1)
         with tf.GradientTape() as tape:
             fake = self._generator_train([z, labels])
-            output = self.discriminator([diff_augment(fake, self.policies, key), labels], training=True)
+            output = self.discriminator([self._augment(fake, key), labels], training=True)
             if self.reference:
                 loss = _sum_over(-tf.math.log(tf.clip_by_value(output, 1e-7, 1.0)), gb)
                 metrics = {"g_loss": loss}
             else:
-                score, logits = output
-                adversarial = _sum_over(-score, gb)
+                logits = output[2]
+                adversarial = _sum_over(-_score(output, strength), gb)
                 ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-                loss = adversarial + self.config.ac_weight * _sum_over(ce, gb)
+                loss = adversarial + strength * self.config.ac_weight * _sum_over(ce, gb)
                 hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
                 metrics = {"g_loss": loss, "d_class_acc_fake": _sum_over(hits, gb)}
             scaled = self.opt_g.scale_loss(loss)
@@ -213,13 +320,14 @@ class GanEngine:
         hits = tf.equal(tf.argmax(real_logits, axis=-1, output_type=tf.int32), labels)
         metrics = {"d_loss_real": loss_real, "d_loss_fake": loss_fake,
                    "d_acc_real": _sum_over(real_score > 0, gb), "d_acc_fake": _sum_over(fake_score < 0, gb),
-                   "d_class_acc_real": _sum_over(hits, gb)}
+                   "d_class_acc_real": _sum_over(hits, gb), "d_sign_real": _sum_over(tf.sign(real_score), gb),
+                   "d_score_real": _sum_over(real_score, gb), "d_score_fake": _sum_over(fake_score, gb)}
         return losses, metrics
 
-    def _r1_penalty(self, real, labels):
+    def _r1_penalty(self, real, labels, strength):
         with tf.GradientTape() as tape:
             tape.watch(real)
-            score = tf.reduce_sum(self.discriminator([real, labels], training=True)[0])
+            score = tf.reduce_sum(_score(self.discriminator([real, labels], training=True), strength))
         grad = tape.gradient(score, real)
         return 0.5 * self.config.r1_gamma * _sum_over(tf.square(grad), self.real_global)
 
@@ -238,7 +346,7 @@ class GanEngine:
     # ---- state ------------------------------------------------------------------------------------
     def _groups(self):
         return {"g": self.generator.variables, "d": self.discriminator.variables, "ema": self.ema.variables,
-                "opt_g": self.opt_g.variables, "opt_d": self.opt_d.variables}
+                "opt_g": self.opt_g.variables, "opt_d": self.opt_d.variables, "state": list(self.state.values())}
 
     def state_bytes(self, step: int, extra: dict) -> bytes:
         """The whole training state as an .npz (no pickles): every variable, the step, run bookkeeping."""
@@ -257,16 +365,18 @@ class GanEngine:
                 step = int(archive["step"])
                 extra = json.loads(str(archive["extra"]))
                 values = {group: [archive[f"{group}/{i:04d}"] for i in range(len(variables))]
-                          for group, variables in self._groups().items()}
+                          for group, variables in self._groups().items()
+                          if group != "state" or "state/0000" in archive.files}   # older runs had none
         except Exception as error:  # zip, npz, json and key errors all mean the same to the user
             raise UserError(f"{path}: corrupt or incomplete checkpoint ({type(error).__name__}: {error}); "
                             f"delete it to resume from an earlier one") from error
         for group, variables in self._groups().items():
-            for variable, value in zip(variables, values[group]):
+            for variable, value in zip(variables, values.get(group, ())):
                 if tuple(variable.shape) != value.shape:
+                    name = getattr(variable, "path", variable.name)
                     raise UserError(f"{path}: checkpoint does not match this model "
-                                    f"({variable.path}: {value.shape} vs {tuple(variable.shape)})")
+                                    f"({name}: {value.shape} vs {tuple(variable.shape)})")
         for group, variables in self._groups().items():
-            for variable, value in zip(variables, values[group]):
+            for variable, value in zip(variables, values.get(group, ())):
                 variable.assign(value)
         return step, extra

@@ -108,7 +108,9 @@ class ConditionalBatchNorm(keras.layers.Layer):
 
     Inputs `[x (N, H, W, C), label int (N,)]`. Putting the class into every generator block is what
     makes the generator follow its label (an embedding at the input alone was ignored, FINDINGS).
-    Momentum 0.9 so the moving statistics used at inference keep up with a short run.
+    Momentum 0.9 so the moving statistics used at inference keep up with a short run. The statistics
+    are synchronised across replicas (one device: no change), so every worker of a distributed run
+    normalises by the global batch and keeps the same moving statistics (tests/test_multiworker.py).
     """
 
     def __init__(self, n_classes, momentum=0.9, **kwargs):
@@ -116,7 +118,7 @@ class ConditionalBatchNorm(keras.layers.Layer):
         self.n_classes = int(n_classes)
         self.momentum = momentum
         self.norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=momentum,
-                                                    epsilon=1e-5, dtype=self.dtype_policy)
+                                                    epsilon=1e-5, synchronized=True, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         x_shape = input_shape[0]
@@ -192,3 +194,73 @@ class MinibatchStdDev(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassEmbedding(keras.layers.Layer):
+    """`embedding[label] * strength`: the class vector that conditions every generator block.
+
+    `strength` is a non-trainable scalar: 1 for an ordinary conditional generator. Transitional training
+    (Shahbazi et al. 2022) sets it from 0 (unconditional) up to 1 while training, so on small data the
+    generator first learns the images and only then the classes; it is saved with the model, so a
+    generator saved mid-ramp draws exactly what it was trained to draw.
+    """
+
+    def __init__(self, n_classes, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes = int(n_classes)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(shape=(self.n_classes, self.dim), initializer="glorot_uniform",
+                                          name="embeddings")
+        self.strength = self.add_weight(shape=(), initializer="ones", trainable=False, name="strength",
+                                        dtype="float32", autocast=False)
+
+    def call(self, label):
+        label = ops.cast(ops.reshape(label, (-1,)), "int32")
+        return ops.take(self.embeddings, label, axis=0) * ops.cast(self.strength, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ModulatedBatchNorm(keras.layers.Layer):
+    """Batch norm whose scale and shift are linear in a conditioning vector (BigGAN's conditional BN).
+
+    Inputs `[x (N, H, W, C), cond (N, D)]`, output `bn(x) * (1 + cond @ W_gamma) + cond @ W_beta`. With
+    `cond` = [this block's slice of z, the class embedding], both the latent and the class reach every
+    block: the class steers each scale, and z varies fine detail as well as the layout, which a single
+    latent at the input tends to lose (the generator repeats itself). Momentum 0.9 and synchronised
+    statistics as in ConditionalBatchNorm.
+    """
+
+    def __init__(self, momentum=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=momentum,
+                                                    epsilon=1e-5, synchronized=True, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        x_shape, cond_shape = input_shape
+        self.norm.build(x_shape)
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.gamma = self.add_weight(shape=(cond_shape[-1], x_shape[-1]), initializer=init, name="gamma")
+        self.beta = self.add_weight(shape=(cond_shape[-1], x_shape[-1]), initializer=init, name="beta")
+
+    def call(self, inputs, training=False):
+        x, cond = inputs
+        y = self.norm(x, training=training)
+        gamma = ops.matmul(cond, self.gamma)[:, None, None, :]
+        beta = ops.matmul(cond, self.beta)[:, None, None, :]
+        return y * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum}

@@ -3,7 +3,8 @@
 Every generator takes `[z float32 (N, latent_dim), label int32 (N,)]` and returns float32
 `(N, size, size, 1)` in [-1, 1]. Discriminators take `[image (N, size, size, 1), label int32 (N,)]`;
 `reference` returns a probability (N, 1) as in the notebook, `sngan` returns
-`[score (N, 1) unbounded, class_logits (N, n_classes)]` (hinge loss + auxiliary class loss).
+`[score (N, 1), projection (N, 1), class_logits (N, n_classes)]` (hinge loss on score + projection,
+auxiliary class loss on the logits).
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import math
 import keras
 from keras import layers
 
-from core.gan.layers import (ClassProjection, ConditionalBatchNorm, GlobalSumPool, MinibatchStdDev, SNConv2D,
-                             SNDense)
+from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, GlobalSumPool, MinibatchStdDev,
+                             ModulatedBatchNorm, SNConv2D, SNDense)
+
+CLASS_DIM = 32   # length of the generator's class embedding
 
 
 def _inputs(latent_dim: int):
@@ -68,30 +71,49 @@ def _width(channels: int, base: int, resolution: int) -> int:
     return int(min(8 * channels, max(8, channels * base // resolution)))
 
 
-def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, channels: int = 32) -> keras.Model:
-    """4x4 seed, then per block: nearest upsample, 3x3 conv, class-conditional batch norm, ReLU.
+def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, channels: int = 32,
+                    latent_blocks: bool = True) -> keras.Model:
+    """4x4 seed, then per block: nearest upsample, 3x3 conv, conditional batch norm, ReLU.
 
-    The class enters twice: an embedding concatenated to z, and the scale/shift of every batch norm.
-    Width depends on the resolution only (`channels` at 64 px, halving per doubling, at most 8x), so
-    each extra block for 128 or 256 px adds a constant cost instead of quadrupling it.
+    `latent_blocks` (the default): every batch norm is modulated by [z, class embedding] (BigGAN-deep's
+    conditioning), so both the latent and the class reach every block, and the class embedding is a
+    `ClassEmbedding` whose strength transitional training ramps from 0 to 1. Without it (the model of
+    runs before issue 9): z and a class embedding enter at the input only and each batch norm takes a
+    per-class scale and shift. Width depends on the resolution only (`channels` at 64 px, halving per
+    doubling, at most 8x), so each extra block for 128 or 256 px adds a constant cost.
     """
     blocks = _blocks(size)
     z, label = _inputs(latent_dim)
-    h = layers.Concatenate()([z, layers.Embedding(n_classes, 32, name="class_embedding")(label)])
-    h = layers.Dense(4 * 4 * _width(channels, 64, 4), use_bias=False)(h)
-    h = layers.Reshape((4, 4, _width(channels, 64, 4)))(h)
-    h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
+    seed_width = _width(channels, 64, 4)
+    if latent_blocks:
+        cond = layers.Concatenate(name="condition")([z, ClassEmbedding(n_classes, CLASS_DIM, name="class_embedding")(label)])
+
+        def norm(h):
+            return ModulatedBatchNorm()([h, cond])
+    else:
+        cond = layers.Concatenate()([z, layers.Embedding(n_classes, CLASS_DIM, name="class_embedding")(label)])
+
+        def norm(h):
+            return ConditionalBatchNorm(n_classes)([h, label])
+    h = layers.Dense(4 * 4 * seed_width, use_bias=False)(cond)
+    h = layers.Reshape((4, 4, seed_width))(h)
+    h = layers.ReLU()(norm(h))
     for i in range(1, blocks + 1):
         h = layers.UpSampling2D(2)(h)
         h = layers.Conv2D(_width(channels, 64, 4 * 2 ** i), 3, padding="same", use_bias=False)(h)
-        h = layers.ReLU()(ConditionalBatchNorm(n_classes)([h, label]))
+        h = layers.ReLU()(norm(h))
     out = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32", name="to_image")(h)
     return keras.Model([z, label], out, name="sngan_generator")
 
 
 def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> keras.Model:
-    """Spectral-norm convs down to 4x4, minibatch deviation, sum pooling, then a projection score and an
-    auxiliary class head. Call it on real and fake batches separately (the deviation is per call).
+    """Spectral-norm convs down to 4x4, minibatch deviation, sum pooling, then three heads:
+    `[score (N, 1), projection (N, 1), class_logits (N, n_classes)]`. The adversarial score is
+    `score + strength * projection` (Miyato & Koyama's projection discriminator, with the class term
+    ramped in by transitional training); the class logits feed the auxiliary class loss. Call it on
+    real and fake batches separately (the deviation is per call). The score has no bias: an offset
+    shared by every image says nothing about it, and its hinge gradient is zero whenever the real and
+    the fake batch both sit inside the margin.
 
     The class head is a plain Dense: it only feeds the class loss, which needs no Lipschitz bound, and
     with spectral norm it learned the classes too slowly to steer the generator (bench/quality.py).
@@ -107,16 +129,17 @@ def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> k
     h = layers.LeakyReLU(0.2)(SNConv2D(channels * 8, 3)(h))
     h = GlobalSumPool()(h)
     h = layers.Activation("linear", dtype="float32")(h)
-    score = layers.Add(dtype="float32")([SNDense(1, dtype="float32")(h), ClassProjection(n_classes, dtype="float32")([h, label])])
+    score = SNDense(1, use_bias=False, dtype="float32", name="score")(h)
+    projection = ClassProjection(n_classes, dtype="float32", name="projection")([h, label])
     logits = layers.Dense(n_classes, dtype="float32", name="class_logits")(h)
-    return keras.Model([image, label], [score, logits], name="sngan_discriminator")
+    return keras.Model([image, label], [score, projection, logits], name="sngan_discriminator")
 
 
-def build_models(arch: str, n_classes: int, size: int, latent_dim: int, channels: int):
+def build_models(arch: str, n_classes: int, size: int, latent_dim: int, channels: int, latent_blocks: bool = True):
     """(generator, discriminator) for the named architecture."""
     if arch == "reference":
         return reference_generator(n_classes, latent_dim), reference_discriminator(n_classes, size)
     if arch == "sngan":
-        return (sngan_generator(n_classes, size, latent_dim, channels),
+        return (sngan_generator(n_classes, size, latent_dim, channels, latent_blocks),
                 sngan_discriminator(n_classes, size, channels))
     raise ValueError(f"unknown architecture {arch!r}")

@@ -357,6 +357,8 @@ def _loop(run: _Run) -> RunSummary:
     config, job = run.config, run.job
     job.report(0, 1, "building the networks", stage="compiling")
     engine = GanEngine(config, len(run.data.classes), make_strategy(config.strategy))
+    for notice in engine.notices:
+        run.log(notice)
     start = run.restore(engine)
     run.open_board()
     z_fixed, y_fixed = run.fixed_latents()
