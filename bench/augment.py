@@ -4,6 +4,7 @@
     python bench/augment.py train WORK           # the default sngan on it -> WORK/run
     python bench/augment.py bench WORK [--seeds 3] [--arms ...] [--recipe recommended|none]
     python bench/augment.py bounds WORK          # oracle (fresh real phantoms) and random-label generators
+    python bench/augment.py screening WORK       # a 60%-adherence stand-in, plain vs the recommended recipe
 
 `data` writes the demo phantoms (`main.py demo-data`, 128 px), prepares them at 64 px and keeps, from
 patients outside a balanced test split (40 single-label images per class, split by patient), the
@@ -91,8 +92,10 @@ def build_nih_cache(work: Path, seed: int = 0) -> Path:
 
 class PhantomSource:
     """Stands in for a generator: fresh phantoms (never in the data) of the requested class ("oracle", the
-    upper bound: as good as new real images), or of a random class labelled as requested
-    ("random_labels", the lower bound). Drawn at PHANTOM_SIZE and shrunk like `prepare` does."""
+    upper bound: as good as new real images), of a random class labelled as requested ("random_labels",
+    the lower bound), or of the requested class only 60% of the time ("imperfect": a generator whose
+    class adherence is 60%, like the default GAN's on hard findings). Drawn at PHANTOM_SIZE and shrunk
+    like `prepare` does."""
 
     def __init__(self, run_dir: Path, classes: list[str], kind: str = "oracle", size: int = SIZE):
         self.run_dir, self.classes, self.kind, self.size = Path(run_dir), list(classes), kind, size
@@ -103,7 +106,8 @@ class PhantomSource:
         from core.data.phantoms import render_phantom
 
         rng = np.random.default_rng([int(seed), 77])
-        drawn = int(rng.integers(len(self.classes))) if self.kind == "random_labels" else int(label)
+        wrong = self.kind == "random_labels" or (self.kind == "imperfect" and rng.random() < 0.4)
+        drawn = int(rng.integers(len(self.classes))) if wrong else int(label)
         image, _ = render_phantom((self.classes[drawn],), PHANTOM_SIZE, rng, "PA" if rng.random() < 0.6 else "AP")
         return letterbox(image, self.size)[0]
 
@@ -146,7 +150,7 @@ def run_bench(work: Path, source, args, recipe: str, out: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=("data", "train", "bench", "bounds"))
+    parser.add_argument("step", choices=("data", "train", "bench", "bounds", "screening"))
     parser.add_argument("work")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--classifier-steps", type=int, default=800)
@@ -170,6 +174,12 @@ def main() -> int:
         classes = PreparedCache.open(cache).classes
         for kind in ("oracle", "random_labels"):
             run_bench(work, PhantomSource(work / kind, classes, kind), args, "none", work / kind / "evaluation")
+    elif args.step == "screening":
+        from core.data.cache import PreparedCache
+
+        source = PhantomSource(work / "imperfect", PreparedCache.open(cache).classes, "imperfect")
+        for recipe in args.recipes.split(","):
+            run_bench(work, source, args, recipe, work / "imperfect" / f"bench_{recipe}")
     else:
         from core.export.generator import load_generator
 
