@@ -5,6 +5,8 @@ import sys
 
 
 def _main() -> int:
+    from core.quiet import quiet_native_logs
+    quiet_native_logs()   # before anything can import TensorFlow; the app's worker processes inherit it
     if len(sys.argv) > 1:
         from cli.main import main as cli_main
         return cli_main(sys.argv[1:])

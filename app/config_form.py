@@ -3,6 +3,7 @@
 Fields with `metadata["form"] is False` are left out, `metadata["choices"]` gives a combo box; ints,
 floats, bools and strings get a spin box, a float line edit (so 2e-4 stays readable), a check box or a
 line edit. `values()` returns the field values; building and validating the dataclass stays in core.
+Its spin and combo boxes take the mouse wheel only when focused (`app/wheel_guard.py`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import MISSING, Field, fields
 from PySide6.QtCore import QLocale
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+
+from app.wheel_guard import install_wheel_guard
 
 
 def _default(f: Field):
@@ -22,6 +25,7 @@ def _default(f: Field):
 class ConfigForm(QWidget):
     def __init__(self, config_type, skip: tuple[str, ...] = (), overrides: dict | None = None, parent=None):
         super().__init__(parent)
+        install_wheel_guard()   # the app installs it at start; this covers a form used on its own
         self.editors: dict[str, QWidget] = {}
         self._types: dict[str, type] = {}
         layout = QFormLayout(self)

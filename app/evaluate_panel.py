@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QHeaderVie
                                QProgressBar, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem,
                                QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
+from app.messages import plain
 from app.workers import JobHandle, start_job
 
 PLOT_TITLES = {"confusion": "Confusion", "accuracy": "Accuracy", "diversity": "Diversity",
@@ -191,6 +192,7 @@ class EvaluatePanel(QWidget):
             self.progress.setFormat(f"%p%  {progress.message}")
 
     def _fail(self, message: str) -> None:
+        message = plain(message)
         self.status.setText(message)
         self.error.emit(message)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
+from app.messages import plain
 from app.workers import JobHandle, start_job
 from core.errors import UserError
 from core.export.preview import PREVIEW_COLUMNS, PreviewConfig, describe_run
@@ -69,6 +70,17 @@ class GeneratePanel(QWidget):
         self.stop_button.clicked.connect(lambda: self.runner and self.runner.request_stop())
         self.progress = QProgressBar()
         self.eta = QLabel("")
+        self.eta.setWordWrap(True)
+        self.set_all = QSpinBox(minimum=0, maximum=1_000_000, value=100)
+        self.set_all.setToolTip("Give every ticked class this many images")
+        set_all_button = QPushButton("Set all")
+        set_all_button.clicked.connect(self._set_all)
+        self._set_all_button = set_all_button
+        self.total = QLabel("")
+        self.open_folder_button = QPushButton("Open export folder")
+        self.open_folder_button.setToolTip("Show the exported images in your file manager")
+        self.open_folder_button.clicked.connect(self._open_export_folder)
+        self.open_folder_button.setEnabled(False)
 
         self.preview_label = QLabel("Open a trained run, then Preview")
         self.preview_label.setAlignment(Qt.AlignCenter)
@@ -90,6 +102,11 @@ class GeneratePanel(QWidget):
         choose_box = QGroupBox("Classes, counts and seed")
         choose_layout = QVBoxLayout(choose_box)
         choose_layout.addWidget(self.counts, 1)
+        all_row = QHBoxLayout()
+        all_row.addWidget(self.set_all, 1)
+        all_row.addWidget(self._set_all_button)
+        all_row.addWidget(self.total)
+        choose_layout.addLayout(all_row)
         seed_row = QHBoxLayout()
         seed_row.addWidget(QLabel("Seed"))
         seed_row.addWidget(self.seed, 1)
@@ -107,6 +124,7 @@ class GeneratePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.open_folder_button)
         export_form.addRow(buttons)
         export_form.addRow(self.progress)
         export_form.addRow(self.eta)
@@ -125,8 +143,23 @@ class GeneratePanel(QWidget):
 
     # ---- run
     def suggest_run(self, run: str) -> None:
-        """A training run just saved a generator: offer it here."""
+        """A training run just saved a generator: load it here (unless an export is running)."""
         self.run_edit.setText(run)
+        if self.runner is None:
+            self.load_run()
+
+    def _set_all(self) -> None:
+        for row in range(self.counts.rowCount()):
+            if self.counts.item(row, 0).checkState() == Qt.Checked:
+                self.counts.cellWidget(row, 1).setValue(self.set_all.value())
+        self._update_total()
+
+    def _update_total(self) -> None:
+        total = sum(self.chosen_counts().values())
+        self.total.setText(f"total {total:,} images")
+
+    def _open_export_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(self.out_edit.text().strip()))
 
     def _choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Trained run folder", self.run_edit.text())
@@ -165,9 +198,11 @@ class GeneratePanel(QWidget):
     def _loaded(self, info: dict) -> None:
         self.generator = info
         self.settings.setValue("generate/run", info["run_dir"])
+        trained = f"trained to step {info['trained_steps']:,}"
+        if info.get("planned_steps") and info["trained_steps"] < info["planned_steps"] < 1_000_000:
+            trained += f" of {info['planned_steps']:,} planned"
         self.model_info.setText(f"{Path(info['run_dir']).name}: {len(info['classes'])} classes, "
-                                f"{info['size']}x{info['size']} px, latent {info['latent_dim']}, "
-                                f"sha256 {info['sha256'][:10]}")
+                                f"{info['size']}x{info['size']} px, {trained}; model sha256 {info['sha256'][:10]}")
         self.counts.setRowCount(len(info["classes"]))
         for row, name in enumerate(info["classes"]):
             item = QTableWidgetItem(name)
@@ -175,7 +210,9 @@ class GeneratePanel(QWidget):
             item.setCheckState(Qt.Checked)
             self.counts.setItem(row, 0, item)
             spin = QSpinBox(minimum=0, maximum=1_000_000, value=100)
+            spin.valueChanged.connect(self._update_total)
             self.counts.setCellWidget(row, 1, spin)
+        self._update_total()
         self._set_busy(False)
 
     def chosen_counts(self) -> dict[str, int]:
@@ -222,6 +259,8 @@ class GeneratePanel(QWidget):
     def _exported(self, result) -> None:
         message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
         self.eta.setText(message)
+        self.eta.setToolTip(message)
+        self.open_folder_button.setEnabled(True)
         self.status.emit(message)
 
     # ---- plumbing
@@ -254,6 +293,7 @@ class GeneratePanel(QWidget):
                          f"ETA {format_duration(progress.eta_seconds)}")
 
     def _fail(self, message: str) -> None:
+        message = plain(message)
         self.status.emit(message)
         if self.generator is None:
             self.model_info.setText("No generator loaded")

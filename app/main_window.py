@@ -21,8 +21,10 @@ from app.annotation_tools import AnnotationController
 from app.browse_tab import BrowseTab
 from app.evaluate_panel import EvaluatePanel
 from app.generate_panel import GeneratePanel
+from app.import_dicom import import_dicom_folder
 from app.theme import apply_theme
 from app.train_panel import TrainPanel
+from app.wheel_guard import install_wheel_guard
 from app.workers import JobHandle, start_job
 from core.data.annotations import AnnotationError, open_store
 from core.data.dataset import open_dataset
@@ -59,6 +61,7 @@ def _write_demo(out: str, job):
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None):
         super().__init__()
+        install_wheel_guard()
         self.settings = settings or QSettings()
         self.setWindowTitle("CXR Workbench")
         self.setWindowIcon(QIcon(str(RESOURCES / "icons" / "app.svg")))
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
         self._action(file, "&Open dataset folder…", self.choose_dataset, QKeySequence.Open)
         self.recent_menu = file.addMenu("Open &recent")
         self._action(file, "Open &demo dataset", self.open_demo)
+        self._action(file, "&Import DICOM folder…", lambda: import_dicom_folder(self, self.settings, self.open_dataset))
         file.addSeparator()
         self.export_csv = self._action(file, "Export boxes as BBox_List &CSV…", self.export_bbox_csv)
         self.export_coco = self._action(file, "Export boxes as C&OCO JSON…", self.export_coco_json)

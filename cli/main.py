@@ -19,6 +19,7 @@ from core.jobs import Cancelled
 COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("cli.commands.index", "summarise an NIH dataset folder"),
     "demo-data": ("cli.commands.demo_data", "write the procedural phantom dataset in NIH layout"),
+    "import-dicom": ("cli.commands.import_dicom", "turn a folder of DICOM files into a dataset in NIH layout"),
     "prepare": ("cli.commands.prepare", "decode and resize images into a training cache"),
     "train": ("cli.commands.train", "train a class-conditional GAN"),
     "generate": ("cli.commands.generate", "export labelled synthetic images in NIH format"),

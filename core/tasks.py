@@ -22,6 +22,13 @@ def run_prepare(config, job: Job):
     return prepare(config, job)
 
 
+def run_import_dicom(config, job: Job):
+    """ImportDicomConfig -> ImportResult: a folder tree of DICOM files into (or onto) an NIH-layout dataset."""
+    from core.data.dicom import import_dicom
+
+    return import_dicom(config, job)
+
+
 def run_train(config, job: Job):
     """TrainConfig -> RunSummary: prepare the data if needed, train or resume, save generator.keras."""
     from core.gan.trainer import train
@@ -59,6 +66,7 @@ def run_augment_bench(config, job: Job) -> dict:
 
 TASKS: dict[str, Callable[[Any, Job], Any]] = {
     "prepare": run_prepare,
+    "import-dicom": run_import_dicom,
     "train": run_train,
     "preview": run_preview,
     "export": run_export,

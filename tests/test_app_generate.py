@@ -49,3 +49,23 @@ def test_open_preview_and_export_a_trained_run(qtbot, tmp_path, trained_run, mon
         rows = list(csv.reader(handle))[1:]
     assert len(rows) == 4
     assert len(list((tmp_path / "synthetic" / "images").glob("*.png"))) == 4
+
+
+def test_a_failed_open_run_forgets_the_previous_run_and_disables_export(qtbot, tmp_path, trained_run, monkeypatch):
+    failures = []
+    monkeypatch.setattr("app.generate_panel.QMessageBox.warning", lambda *args: failures.append(args[2]))
+    panel = GeneratePanel(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(panel)
+    panel.run_edit.setText(str(trained_run))
+    panel.load_run()
+    assert panel.generator is not None and panel.export_button.isEnabled()
+    assert "trained to step 2" in panel.model_info.text()
+    panel.set_all.setValue(7)
+    panel._set_all()
+    assert set(panel.chosen_counts().values()) == {7} and "total 49 images" in panel.total.text()
+    (tmp_path / "broken").mkdir()
+    panel.run_edit.setText(str(tmp_path / "broken"))
+    panel.load_run()
+    assert failures and "broken" in failures[-1] and "--" not in failures[-1]
+    assert panel.generator is None and not panel.export_button.isEnabled()
+    assert not panel.preview_button.isEnabled() and panel.counts.rowCount() == 0

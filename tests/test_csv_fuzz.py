@@ -90,3 +90,33 @@ def test_fast_reader_agrees_with_the_csv_module_on_unquoted_text(entry):
     text = entry.decode("utf-8", errors="replace").replace("\r\n", "\n")
     text = text.replace('"', "").replace("\0", "").replace("\r", "")
     assert rows_or_error(_plain_entry_rows, text) == rows_or_error(_quoted_entry_rows, text)
+
+
+STORE_FILE = (b"Image Index,Finding Label,Bbox [x,y,w,h],,,\n00000001_000.png,Mass,10,10,20,20\n"
+              b"00000002_000.png,'=HYPERLINK(\"x\"),1,2,3,4\n00000002_000.png,Lesion,-1.5,2,3,4\n")
+
+
+@FUZZ
+@given(mangled(STORE_FILE))
+def test_a_damaged_annotation_file_opens_or_is_refused_in_one_line(data):
+    """Whatever the saved store file holds: the store opens (and saves what it read, which reads back the
+    same), or it raises AnnotationError naming the file; the file is never changed by a refused open."""
+    import pandas as pd
+
+    from core.data.annotations import PROJECT_FOLDER, AnnotationError, AnnotationStore
+
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp) / PROJECT_FOLDER
+        folder.mkdir()
+        (folder / "annotations.csv").write_bytes(data)
+        no_boxes = pd.DataFrame({column: [] for column in ("image", "label", "x", "y", "w", "h")})
+        try:
+            store = AnnotationStore(Path(temp), no_boxes, {})
+        except AnnotationError as error:
+            assert "annotations.csv" in str(error) and "\n" not in str(error).strip()
+            assert (folder / "annotations.csv").read_bytes() == data
+            return
+        boxes = store.all_boxes()
+        store.save()
+        del store
+        assert AnnotationStore(Path(temp), no_boxes, {}).all_boxes() == boxes

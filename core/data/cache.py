@@ -16,17 +16,27 @@ Selection (`multi_label`):
 The cache is built in a temporary sibling folder and swapped in at the end, so a cancelled or crashed
 run never leaves a partial cache. The fingerprint (config + every selected file's name, class, split,
 size and mtime) decides whether a re-run can reuse the cache or must rebuild it.
+
+Faults: one prepare per cache folder at a time (an OS lock on `.<name>.lock` beside it, `core.locks`);
+at its start, prepare removes what a killed prepare left (`.<name>.building-*`) and finishes or undoes
+a swap a kill interrupted (`core.cleanup.recover_swap`). `images.npy` is preallocated and written with
+plain writes, never through a writable memory map: on a full disk a mapped write kills the process
+with SIGBUS, while a write returns ENOSPC, which becomes a one-line CacheError naming the folder after
+the partial cache is removed. `meta.csv` cells are neutralised against spreadsheet formulas
+(`core.csvsafe`) and read back as written.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import secrets
 import shutil
-import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,18 +45,24 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.atomic import describe_os_error
+from core.cleanup import recover_swap, remove_leftovers
+from core.csvsafe import neutralise_frame, restore_frame
 from core.data.annotations import apply_saved_edits
 from core.data.dataset import DatasetIndex, open_dataset
 from core.errors import UserError
 from core.data.images import ImageReadError, load_image
-from core.jobs import Cancelled, Job
+from core.jobs import Job
 from core.labels import DEFAULT_CLASSES, LABEL_INDEX, NIH_LABELS, canonical_label
+from core.locks import acquire, lock_file_for
 from core.options import option
 
 CACHE_VERSION = 1
 MULTI_LABEL_RULES = ("exclude", "rarest")
 IMAGES_NAME, META_NAME, FAILED_NAME, INFO_NAME = "images.npy", "meta.csv", "failed.txt", "cache.json"
 META_COLUMNS = ("image", "patient_id", "age", "sex", "view", "finding_labels", "label", "class", "split")
+META_TEXT_COLUMNS = ("image", "sex", "view", "finding_labels", "class", "split")
+STAGING = "building"  # `.<name>.building-<pid>-<token>`: a cache being written
 CHUNK = 32  # images per worker task: few enough tasks to keep overhead low, many enough for a smooth bar
 
 
@@ -108,24 +124,57 @@ def prepare(config: PrepareConfig, job: Job | None = None) -> PrepareResult:
     config = config.checked()
     out = Path(config.out)
     _check_out_folder(out)
-    index = open_dataset(config.data, split_seed=config.seed)
-    apply_saved_edits(index)  # Finding Labels corrected in the app are the ones training learns
-    selection = select_images(index, config.classes, config.multi_label)
-    fingerprint = _fingerprint(config, selection)
-    info = _read_info(out)
-    if info is not None and info.get("fingerprint") == fingerprint and (out / IMAGES_NAME).is_file():
-        failed = _read_failed(out / FAILED_NAME)
-        return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, True)
-    job.check()
-    staging = _sibling(out, "building")
+    with _only_writer(out):
+        index = open_dataset(config.data, split_seed=config.seed)
+        apply_saved_edits(index)  # Finding Labels corrected in the app are the ones training learns
+        selection = select_images(index, config.classes, config.multi_label)
+        fingerprint = _fingerprint(config, selection)
+        info = _read_info(out)
+        if info is not None and info.get("fingerprint") == fingerprint and (out / IMAGES_NAME).is_file():
+            failed = _read_failed(out / FAILED_NAME)
+            return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, True)
+        job.check()
+        failed = _build_and_swap_in(out, config, selection, fingerprint, job)
+        info = _read_info(out)
+    return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, False)
+
+
+@contextmanager
+def _only_writer(out: Path):
+    """Hold the cache folder's lock for the whole prepare; first, clean up after killed prepares."""
     try:
+        lock = acquire(lock_file_for(out), "a prepare is writing it", shown=out)
+    except OSError as error:  # creating the lock file is the first write beside `out`
+        raise CacheError(f"--out {out}: cannot write there ({describe_os_error(error)})") from error
+    try:
+        try:
+            recover_swap(out, (STAGING,), is_complete=lambda folder: (folder / INFO_NAME).is_file())
+            remove_leftovers(out.parent, (".write-test-*",))  # the write probe of earlier versions
+        except OSError as error:
+            raise CacheError(f"--out {out}: cannot clean up after an interrupted prepare "
+                             f"({describe_os_error(error)})") from error
+        yield
+    finally:
+        lock.release()
+
+
+def _build_and_swap_in(out: Path, config: PrepareConfig, selection: pd.DataFrame, fingerprint: str,
+                       job: Job) -> list[tuple[str, str]]:
+    """Build in a hidden sibling folder and swap it in; on any failure remove it and keep `out` as it was.
+    A disk that refuses the writes (full, read-only, quota) is a CacheError naming `out`."""
+    staging = out.parent / f".{out.name}.{STAGING}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()
         failed = _build(staging, config, selection, fingerprint, job)
         _swap_in(staging, out)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            need = len(selection) * config.size ** 2
+            raise CacheError(f"--out {out}: cannot write the cache ({describe_os_error(error)}; the images "
+                             f"need {need / 1e6:,.1f} MB); nothing was kept") from error
         raise
-    info = _read_info(out)
-    return PrepareResult(out, info["prepared"], failed, info["per_class"], time.monotonic() - start, False)
+    return failed
 
 
 def is_prepared_cache(path) -> bool:
@@ -192,6 +241,7 @@ class PreparedCache:
             meta = pd.read_csv(path / META_NAME, dtype={"image": str, "sex": str, "view": str, "split": str,
                                                         "class": str, "finding_labels": str},
                                keep_default_na=False, na_values={"age": [""]})
+            meta = restore_frame(meta, META_TEXT_COLUMNS)
         except (OSError, ValueError) as error:
             raise CacheError(f"{path}: damaged cache ({error}); prepare it again") from None
         if images.dtype != np.uint8 or images.shape[0] != len(meta) or images.shape[1:] != (info["size"],) * 2:
@@ -203,17 +253,16 @@ class PreparedCache:
 
 
 def _check_out_folder(out: Path) -> None:
-    """`out` may be new, empty or an earlier cache; anything else is the user's and is never touched."""
+    """`out` may be new, empty or an earlier cache; anything else is the user's and is never touched.
+    (Whether the place is writable shows when `_only_writer` creates the lock file beside it.)"""
     if out.exists() and not out.is_dir():
         raise CacheError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / INFO_NAME).is_file():
         raise CacheError(f"--out {out}: folder is not empty and is not a prepared cache; choose another")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out.parent, prefix=".write-test-")
-        probe.close()
     except OSError as error:
-        raise CacheError(f"--out {out}: cannot write there ({error.strerror or error})") from None
+        raise CacheError(f"--out {out}: cannot write there ({describe_os_error(error)})") from error
 
 
 def _fingerprint(config: PrepareConfig, selection: pd.DataFrame) -> str:
@@ -232,19 +281,18 @@ def _fingerprint(config: PrepareConfig, selection: pd.DataFrame) -> str:
 
 def _build(folder: Path, config: PrepareConfig, selection: pd.DataFrame, fingerprint: str,
            job: Job) -> list[tuple[str, str]]:
-    """Decode into `folder`; returns the failed images. Rows that failed are dropped from the arrays."""
-    images = np.lib.format.open_memmap(folder / IMAGES_NAME, mode="w+", dtype=np.uint8,
-                                       shape=(len(selection), config.size, config.size))
-    reasons = _decode_all(selection["path"].tolist(), selection["image"].tolist(), images, config, job)
-    ok = np.array([reason is None for reason in reasons], dtype=bool)
+    """Decode into `folder`; returns the failed images. Rows that failed are dropped from the arrays.
+    Files are written in the order that makes `cache.json` the last: its presence means complete."""
+    with ImageArrayFile(folder / IMAGES_NAME, len(selection), config.size) as images:
+        reasons = _decode_all(selection["path"].tolist(), selection["image"].tolist(), images, config, job)
+        ok = np.array([reason is None for reason in reasons], dtype=bool)
+        if not ok.all():
+            images.keep_rows(ok)
     failed = [(name, reason) for name, reason in zip(selection["image"], reasons) if reason is not None]
-    if failed:
-        images = _compact(folder / IMAGES_NAME, images, ok)
-    images.flush()
-    del images
     kept = selection.loc[ok]
-    kept[list(META_COLUMNS)].to_csv(folder / META_NAME, index=False)
-    (folder / FAILED_NAME).write_text("".join(f"{name}\t{reason}\n" for name, reason in failed), encoding="utf-8")
+    neutralise_frame(kept[list(META_COLUMNS)]).to_csv(folder / META_NAME, index=False)
+    (folder / FAILED_NAME).write_text("".join(f"{_one_line(name)}\t{_one_line(reason)}\n" for name, reason in failed),
+                                      encoding="utf-8")
     counts = np.bincount(kept["label"], minlength=len(config.classes))
     info = {"version": CACHE_VERSION, "config": asdict(config), "classes": list(config.classes),
             "size": config.size, "prepared": int(len(kept)), "failed": len(failed),
@@ -255,13 +303,103 @@ def _build(folder: Path, config: PrepareConfig, selection: pd.DataFrame, fingerp
     return failed
 
 
-def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: PrepareConfig,
+def _one_line(text: str) -> str:
+    return " ".join(str(text).splitlines())
+
+
+class ImageArrayFile:
+    """A uint8 (N, S, S) `.npy` file written row by row with positioned writes (thread-safe).
+
+    The file is preallocated first, so a disk without room fails at once (ENOSPC) rather than after an
+    hour of decoding, and every later write error is an OSError: never a memory-mapped write, which
+    kills the process with SIGBUS when the disk fills up.
+    """
+
+    def __init__(self, path: Path, rows: int, size: int):
+        self.path, self.rows, self.row_bytes = path, rows, size * size
+        self._shape_tail = (size, size)
+        self._header = self._header_bytes(rows)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        self._guard = threading.Lock()  # only for the seek+write fallback where os.pwrite does not exist
+        try:
+            self._write_at(self._header, 0)
+            self._preallocate(len(self._header) + rows * self.row_bytes)
+        except BaseException:
+            self.close()
+            raise
+
+    def _header_bytes(self, rows: int) -> bytes:
+        """The .npy header; its length does not depend on `rows` (numpy pads the first axis to 21 digits)."""
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (rows, *self._shape_tail)})
+        return buffer.getvalue()
+
+    def _preallocate(self, total: int) -> None:
+        if not hasattr(os, "posix_fallocate"):
+            return
+        try:
+            os.posix_fallocate(self._fd, 0, total)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+                raise
+            # the file system cannot preallocate (EOPNOTSUPP, EINVAL): a full disk shows at a write instead
+
+    def _write_at(self, data, offset: int) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            if hasattr(os, "pwrite"):
+                written = os.pwrite(self._fd, view, offset)
+            else:
+                with self._guard:
+                    os.lseek(self._fd, offset, os.SEEK_SET)
+                    written = os.write(self._fd, view)
+            view, offset = view[written:], offset + written
+
+    def _read_at(self, offset: int, length: int) -> bytes:
+        with self._guard:
+            os.lseek(self._fd, offset, os.SEEK_SET)
+            return os.read(self._fd, length)
+
+    def __setitem__(self, row: int, image: np.ndarray) -> None:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if image.shape != self._shape_tail:
+            raise ValueError(f"row {row}: shape {image.shape}, expected {self._shape_tail}")
+        self._write_at(image, len(self._header) + row * self.row_bytes)
+
+    def keep_rows(self, ok: np.ndarray) -> None:
+        """Drop the rows where `ok` is False in place (rows move up), then fix the header and the length."""
+        start, kept = len(self._header), 0
+        for row in np.flatnonzero(ok):
+            if row != kept:
+                self._write_at(self._read_at(start + row * self.row_bytes, self.row_bytes), start + kept * self.row_bytes)
+            kept += 1
+        header = self._header_bytes(kept)
+        if len(header) != start:  # numpy < 1.24 did not pad the header for growth
+            raise RuntimeError("the .npy header changed length; cannot shrink in place")
+        self._write_at(header, 0)
+        os.ftruncate(self._fd, start + kept * self.row_bytes)
+        self.rows = kept
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> "ImageArrayFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _decode_all(paths: list[str], names: list[str], images: ImageArrayFile, config: PrepareConfig,
                 job: Job) -> list[str | None]:
     """Decode and letterbox every image into `images[i]` on all cores; the reason per failed image.
 
     Threads, not processes: OpenCV releases the GIL while decoding and resizing, and the workers write
-    straight into the memmap. OpenCV's own thread pool is set to one thread meanwhile, so the two pools
-    do not fight over the cores.
+    their rows straight into the file. OpenCV's own thread pool is set to one thread meanwhile, so the
+    two pools do not fight over the cores. Any error (a full disk, a stop request) stops every worker.
     """
     reasons: list[str | None] = [None] * len(paths)
     stop = threading.Event()
@@ -271,7 +409,7 @@ def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: 
             if stop.is_set():
                 break
             if not paths[i]:
-                reasons[i] = f"{names[i]}: file not found in the dataset folders"
+                reasons[i] = f"{names[i]}: no regular file of that name in the dataset folders"
                 continue
             try:
                 images[i] = load_image(paths[i], config.size)
@@ -293,7 +431,7 @@ def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: 
                     done += future.result()
                     job.report(done, len(paths), "decoding")
                     job.check()
-            except Cancelled:
+            except BaseException:
                 stop.set()
                 for future in futures:
                     future.cancel()
@@ -303,35 +441,21 @@ def _decode_all(paths: list[str], names: list[str], images: np.ndarray, config: 
     return reasons
 
 
-def _compact(path: Path, images: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """A new array file with only the rows that decoded (failures are rare: one extra copy is fine)."""
-    kept_path = path.with_name("kept-" + path.name)
-    rows = np.flatnonzero(ok)
-    kept = np.lib.format.open_memmap(kept_path, mode="w+", dtype=np.uint8, shape=(len(rows),) + images.shape[1:])
-    for start in range(0, len(rows), 1024):
-        kept[start:start + 1024] = images[rows[start:start + 1024]]
-    del images
-    kept.flush()
-    os.replace(kept_path, path)
-    return kept
-
-
 def _swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` (absent, empty or an old cache) with the finished `staging` folder."""
+    """Replace `out` (absent, empty or an old cache) with the finished `staging` folder. A kill between
+    the two renames leaves `.<name>.old-*` and a complete staging folder: the next prepare finishes it."""
     old = None
     if out.exists():
-        old = _sibling(out, "old")
-        os.replace(out, old / "cache")
-    os.replace(staging, out)
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _sibling(out: Path, purpose: str) -> Path:
-    """A new hidden folder next to `out` (same file system, so renames are atomic), with normal permissions."""
-    folder = out.parent / f".{out.name}.{purpose}-{os.getpid()}-{secrets.token_hex(4)}"
-    folder.mkdir()
-    return folder
 
 
 def _read_info(folder: Path) -> dict | None:

@@ -5,9 +5,15 @@ The readers follow the real ChestX-ray14 metadata files and their quirks:
   (`OriginalImage[Width,Height]`), so columns are located by position: the header is read once to find
   where each column starts and how many raw fields it spans, then every row is cut at those positions.
   A trailing empty field (the 2017 release's trailing comma) is accepted.
-- BBox list: read purely by position (image, label, x, y, w, h); its header has 9 fields, rows 6 or 9.
+- BBox list (`.csv` or `.csv.gz`): read purely by position (image, label, x, y, w, h); its header has
+  9 fields, rows 6 or 9. A label outside the 15 is kept as data (shown, edited, exported) and reported.
 - Image files: the three layouts (`images_0NN/images/`, `images/`, the root itself) are resolved by
-  listing each folder once, never by a stat per row.
+  listing each folder once, never by a stat per row. Only regular files count: a named pipe or a device
+  called `x.png` is reported and never opened.
+- Cells our own CSV writers neutralised against spreadsheet formulas (`'=x`, see `core/csvsafe.py`) read
+  back as the text the user wrote, so a BBox list exported by the app opens like the original.
+- Values quoted in problem messages are cut to a readable length (`core.csvsafe.quoted`), and at most
+  `_SHOW_NAMES` distinct unknown labels are listed one by one.
 Bad rows are counted and reported in `problems` (naming the file and the first line numbers), never
 skipped silently; only a dataset that cannot be used at all raises `DatasetError`.
 """
@@ -27,6 +33,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from core.csvsafe import quoted, restore
 from core.errors import UserError
 from core.jobs import Job
 from core.labels import LABEL_INDEX, NIH_LABELS, canonical_label
@@ -57,6 +64,7 @@ BOX_COLUMNS = ("image", "label", "x", "y", "w", "h")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test when there are no official lists
 MAX_PLAUSIBLE_AGE = 100
 _SHOW_LINES = 3  # how many line numbers a problem message quotes
+_SHOW_NAMES = 10  # how many distinct unknown labels get a problem line each
 
 
 class DatasetError(UserError):
@@ -182,7 +190,8 @@ def open_dataset(root: str | os.PathLike, job: Job | None = None, split_seed: in
 
     job.report(total - 2, total, f"reading {BBOX_NAME}")
     try:
-        boxes = _read_boxes(root / BBOX_NAME, set(table["image"].to_numpy(dtype=object)), problems)
+        boxes = _read_boxes(_optional_file(root, BBOX_NAME, problems), set(table["image"].to_numpy(dtype=object)),
+                            problems)
     except DatasetError as error:  # the images and labels are still usable without boxes
         problems.append(f"{error}; no boxes loaded")
         boxes = _no_boxes()
@@ -210,6 +219,16 @@ def _find_data_entry(root: Path, problems: list[str]) -> Path:
     return found[0]
 
 
+def _optional_file(root: Path, name: str, problems: list[str]) -> Path:
+    """`root/name`, or `root/name.gz` when only that exists (the path returned may not exist)."""
+    plain, packed = root / name, root / (name + ".gz")
+    if packed.is_file():
+        if not plain.is_file():
+            return packed
+        problems.append(f"{root}: both {name} and {packed.name}; using {name}")
+    return plain
+
+
 def _read_text(path: Path) -> str:
     """The whole file as text; `.gz` (or gzip magic) is decompressed. Decode errors are `DatasetError`."""
     try:
@@ -225,15 +244,20 @@ def _read_text(path: Path) -> str:
         raise DatasetError(f"{path.name}: line {line} is not UTF-8 text (byte {error.start})") from error
 
 
-def _csv_rows(file: str, text: str) -> Iterable[tuple[int, list[str]]]:
-    """(line number, fields) for each non-blank CSV record; a malformed record is a `DatasetError`."""
+def _csv_rows(text: str, unreadable: list[int]) -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) for each non-blank CSV record. A record the csv module refuses (a field
+    over its 128 KB limit) goes to `unreadable` by line number, and reading goes on after it."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        for row in reader:
-            if row and any(row):
-                yield reader.line_num, row
-    except csv.Error as error:
-        raise DatasetError(f"{file}: line {reader.line_num}: {error}") from error
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            unreadable.append(reader.line_num)
+            continue
+        if row and any(row):
+            yield reader.line_num, row
 
 
 def _lines_text(lines: Iterable[int]) -> str:
@@ -247,6 +271,17 @@ def _report(problems: list[str], file: str, what: str, lines: np.ndarray, action
     if len(lines):
         rows = "row" if len(lines) == 1 else "rows"
         problems.append(f"{file}: {len(lines)} {rows} {what} ({_lines_text(lines)}); {action}")
+
+
+def _report_unknown_labels(problems: list[str], file: str, unknown: dict[str, np.ndarray], action: str) -> None:
+    """One problem per unknown label (most rows first), at most `_SHOW_NAMES`, then one for the rest."""
+    ranked = sorted(unknown.items(), key=lambda item: (-len(item[1]), item[0]))
+    for name, lines in ranked[:_SHOW_NAMES]:
+        _report(problems, file, f"with unknown label {quoted(name)}", np.sort(lines), action)
+    rest = ranked[_SHOW_NAMES:]
+    if rest:
+        lines = np.sort(np.concatenate([lines for _, lines in rest]))
+        _report(problems, file, f"with {len(rest)} other unknown labels", lines, action)
 
 
 # ----------------------------------------------------------------------------------------- Data_Entry
@@ -334,8 +369,10 @@ def _plain_entry_rows(path: Path, text: str) -> _EntryRows:
 
 
 def _quoted_entry_rows(path: Path, text: str) -> _EntryRows:
-    """General path with Python's `csv` (quoted fields, odd line ends)."""
-    rows = iter(_csv_rows(path.name, text))
+    """General path with Python's `csv` (quoted fields, odd line ends). A record the csv module cannot
+    read (a field over 128 KB) counts as a row with the wrong number of fields."""
+    unreadable: list[int] = []
+    rows = iter(_csv_rows(text, unreadable))
     header = next(rows, None)
     if header is None:
         raise DatasetError(f"{path.name}: the file is empty")
@@ -348,6 +385,7 @@ def _quoted_entry_rows(path: Path, text: str) -> _EntryRows:
             lines.append(number)
         else:
             bad_lines.append(number)
+    bad_lines = sorted(bad_lines + [line for line in unreadable if line > header[0]])
     return layout, n_fields, dict(zip(layout, zip(*good))), lines, bad_lines
 
 
@@ -356,6 +394,8 @@ def _typed_table(file: str, raw: dict[str, np.ndarray | tuple[str, ...]], lines:
     """Turn raw text columns into typed ones; drop rows that cannot be used, reporting each kind."""
     n = len(lines)
     image = np.array([name.strip() for name in raw["image"]], dtype=object)
+    for i in np.flatnonzero(np.fromiter((name[:1] == "'" for name in image), dtype=bool, count=n)):
+        image[i] = restore(image[i])
     table = pd.DataFrame({"image": image, "finding_labels": _clean_text(raw["finding_labels"])})
     patient, _ = _to_int(raw["patient_id"], 0, 10**12)
     table["patient_id"] = patient
@@ -404,9 +444,10 @@ def _unsafe_names(names: np.ndarray) -> np.ndarray:
 
 
 def _clean_text(values: tuple[str, ...], upper: bool = False) -> np.ndarray:
-    """Stripped (and upper-cased) cells, computed once per distinct cell: these columns repeat a lot."""
+    """Stripped (and upper-cased) cells as the user wrote them (`core.csvsafe.restore`), computed once per
+    distinct cell: these columns repeat a lot."""
     codes, cells = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    cleaned = np.array([c.strip().upper() if upper else c.strip() for c in cells], dtype=object)
+    cleaned = np.array([restore(c.strip()).upper() if upper else restore(c.strip()) for c in cells], dtype=object)
     return cleaned[codes]
 
 
@@ -451,9 +492,14 @@ def _multi_hot(finding_labels: np.ndarray, lines: np.ndarray, file: str, problem
                 per_unique[i, LABEL_INDEX[name]] = True
             elif name:
                 unknown.setdefault(name, []).append(i)
-    for name, unique_ids in sorted(unknown.items()):
-        _report(problems, file, f"with unknown label '{name}'", lines[np.isin(codes, unique_ids)],
-                "kept in finding_labels, not in the label matrix")
+    if unknown:  # the lines of each distinct string, found by one sort (not one scan per unknown name)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        rows_of = [lines[order[bounds[i]:bounds[i + 1]]] for i in range(len(uniques))]
+        _report_unknown_labels(problems, file, {name: rows_of[ids[0]] if len(ids) == 1
+                                                else np.concatenate([rows_of[i] for i in ids])
+                                                for name, ids in unknown.items()},
+                               "kept in finding_labels, not in the label matrix")
     no_label = ~per_unique.any(axis=1)
     _report(problems, file, "without any known label", lines[no_label[codes]], "kept")
     return per_unique[codes]
@@ -480,21 +526,37 @@ def _resolve_paths(root: Path, folders: list[str], images: pd.Series, before_fol
     """Each image's path, or "" if no folder holds it. Each folder is listed once (no stat per row)."""
     where: dict[str, str] = {}
     duplicates = 0
+    irregular: list[str] = []
     for i, folder in enumerate(folders):
         before_folder(i, folder)
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith((".png", ".PNG")):
-                    if entry.name in where:
+                    if not _is_regular(entry):
+                        irregular.append(entry.name)
+                    elif entry.name in where:
                         duplicates += 1
                     else:
                         where[entry.name] = folder
+    if irregular:
+        problems.append(f"{root}: {len(irregular)} PNG name(s) are not regular files (named pipes, devices, "
+                        f"folders or broken links: {', '.join(quoted(n) for n in sorted(irregular)[:_SHOW_LINES])}"
+                        f"{', ...' if len(irregular) > _SHOW_LINES else ''}); never opened, counted as missing")
     if duplicates:
         problems.append(f"{root}: {duplicates} PNG name(s) appear in more than one image folder; "
                         f"using the first (folders in name order)")
     sep = os.sep
     return np.array([folder + sep + name if (folder := where.get(name)) else ""
                      for name in images.to_numpy(dtype=object)], dtype=object)
+
+
+def _is_regular(entry: os.DirEntry) -> bool:
+    """True for a regular file (symlinks followed). The type comes from the directory listing, so plain
+    files cost no stat call."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------- boxes
@@ -504,7 +566,8 @@ def _read_boxes(path: Path, known_images: set[str], problems: list[str]) -> pd.D
     one raises `DatasetError` (the caller reports it and goes on without boxes)."""
     if not path.is_file():
         return _no_boxes()
-    rows = iter(_csv_rows(path.name, _read_text(path)))
+    unreadable: list[int] = []
+    rows = iter(_csv_rows(_read_text(path), unreadable))
     header = next(rows, None)
     if header is not None and _normalise_header(header[1][0]) != "imageindex":
         raise DatasetError(f"{path.name}: line {header[0]} is not the BBox header "
@@ -529,8 +592,9 @@ def _read_boxes(path: Path, known_images: set[str], problems: list[str]) -> pd.D
     _report(problems, path.name, "with an image name that has a path separator or '..'",
             np.asarray(unsafe), "rejected")
     _report(problems, path.name, "for an image not in Data_Entry", np.asarray(unknown_image), "skipped")
-    for name, lines in sorted(unknown_labels.items()):
-        _report(problems, path.name, f"with unknown label '{name}'", np.asarray(lines), "kept")
+    _report(problems, path.name, "that cannot be read as CSV (a field over 128 KB)", np.asarray(unreadable), "skipped")
+    _report_unknown_labels(problems, path.name, {name: np.asarray(lines) for name, lines in unknown_labels.items()},
+                           "kept as data")
     boxes = pd.DataFrame.from_records(records, columns=list(BOX_COLUMNS))
     return boxes.astype({"image": "str", "label": "str", "x": float, "y": float, "w": float, "h": float})
 
@@ -549,7 +613,7 @@ def _parse_box_row(row: list[str]) -> tuple[str, str, float, float, float, float
         return None
     if not all(np.isfinite((x, y, w, h))) or w <= 0 or h <= 0:
         return None
-    return row[0].strip(), canonical_label(row[1]), x, y, w, h
+    return restore(row[0].strip()), canonical_label(restore(row[1].strip())), x, y, w, h
 
 
 def _count_boxes(images: pd.Series, boxes: pd.DataFrame) -> np.ndarray:
@@ -559,16 +623,24 @@ def _count_boxes(images: pd.Series, boxes: pd.DataFrame) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- splits
 
-def _read_name_list(path: Path, problems: list[str]) -> set[str]:
+def _read_name_list(path: Path, known: set[str], problems: list[str]) -> set[str]:
+    """The image names of an official split list; unsafe names and names not in Data_Entry are reported."""
+    if not path.is_file():
+        return set()
     try:
         names = np.array([line.strip() for line in _read_text(path).splitlines()], dtype=object)
     except DatasetError as error:
         problems.append(f"{error}; list ignored")
         return set()
-    unsafe = _unsafe_names(names) & (names != "")
+    given = names != ""
+    unsafe = _unsafe_names(names) & given
     _report(problems, path.name, "with an image name that has a path separator or '..'",
             np.flatnonzero(unsafe) + 1, "ignored")
-    return set(names[~unsafe].tolist())
+    unknown = given & ~unsafe & ~_listed(names, known)
+    if unknown.any():
+        problems.append(f"{path.name}: {int(unknown.sum())} image name(s) not in Data_Entry "
+                        f"({_lines_text(np.flatnonzero(unknown) + 1)}, e.g. {quoted(names[unknown][0])}); ignored")
+    return set(names[given & ~unsafe & ~unknown].tolist())
 
 
 def _patient_rank(patient_ids: np.ndarray, seed: int) -> np.ndarray:
@@ -603,15 +675,15 @@ def _assign_splits(root: Path, table: pd.DataFrame, seed: int, problems: list[st
     patients = np.asarray(patients, dtype=np.int64)
     rank = _patient_rank(patients, seed)
     patient_split = np.empty(len(patients), dtype=object)
-    test_path, train_val_path = root / TEST_LIST, root / TRAIN_VAL_LIST
+    test_path, train_val_path = (_optional_file(root, name, problems) for name in (TEST_LIST, TRAIN_VAL_LIST))
     if not (test_path.is_file() or train_val_path.is_file()):
         patient_split[:] = _cut_by_rank(rank, SPLIT_FRACTIONS, ("train", "val", "test"))
         return patient_split[codes]
 
     images = table["image"].to_numpy(dtype=object)
-    in_test = _listed(images, _read_name_list(test_path, problems) if test_path.is_file() else set())
-    in_train_val = _listed(images, _read_name_list(train_val_path, problems)
-                           if train_val_path.is_file() else set())
+    known = set(images.tolist())
+    in_test = _listed(images, _read_name_list(test_path, known, problems))
+    in_train_val = _listed(images, _read_name_list(train_val_path, known, problems))
     test_patient = np.bincount(codes, weights=in_test, minlength=len(patients)) > 0
     train_val_patient = np.bincount(codes, weights=in_train_val, minlength=len(patients)) > 0
     conflict = test_patient & train_val_patient
