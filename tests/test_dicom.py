@@ -320,6 +320,13 @@ def test_a_folder_with_other_files_needs_force(tmp_path):
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
 
 
+def test_a_dataset_folder_inside_the_dicom_folder_is_not_read_back(tmp_path):
+    write_image(tmp_path / "src" / "a.dcm", ramp())
+    run(tmp_path / "src", tmp_path / "src" / "nih")
+    again = run(tmp_path / "src", tmp_path / "src" / "nih")
+    assert (again.added, again.already, again.skipped) == (0, 1, [])
+
+
 # ---------------------------------------------------------------------------------- re-runs, privacy
 
 def test_a_second_run_adds_only_new_files_and_keeps_earlier_names(tmp_path, monkeypatch):
