@@ -427,9 +427,10 @@ def test_decoding_uses_several_threads(tmp_path, monkeypatch):
 
 
 def test_spreadsheet_formulas_are_neutralised():
-    assert dicom.spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert dicom.spreadsheet_safe("-1") == "'-1"
-    assert dicom.spreadsheet_safe("Mass|Nodule") == "Mass|Nodule"
+    row = {"image": "00000001_000.png", "labels": "=HYPERLINK(1)", "age": 58, "sex": "@M", "view": "PA, AP",
+           "width": 10, "height": 10, "spacing": (-1.0, 0.1)}
+    assert dicom.data_entry_text([row]).splitlines()[1] == \
+        "00000001_000.png,'=HYPERLINK(1),0,00000001,058Y,'@M,\"PA, AP\",10,10,-1,0.1,"
 
 
 # ------------------------------------------------------------------------------------------------ CLI
