@@ -140,3 +140,26 @@ def test_augment_bench_command_prints_the_table_and_the_verdict(tmp_path, capsys
     assert "duplicate_control" in out and "balanced accuracy" in out
     assert "verdict: Synthetic images are no better than repeating your real images" in out and "no spread" in out
     assert (run / "evaluation" / "report.html").is_file()
+
+
+def board_tags(run_dir) -> dict:
+    """Scalar tag -> value and text tags in RUN/tensorboard, read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
+    board.Reload()
+    import tensorflow as tf
+
+    return {tag: tf.make_ndarray(board.Tensors(tag)[-1].tensor_proto) for tag in board.Tags()["tensors"]}
+
+
+@pytest.mark.slow
+def test_the_bench_results_and_verdict_go_to_the_runs_tensorboard(random_labels_report):
+    from pathlib import Path
+
+    tags = board_tags(Path(random_labels_report["run"]))
+    gain = random_labels_report["arms"]["synthetic"]["gain_vs_control"]["balanced_accuracy"]["mean"]
+    assert float(tags["evaluation/bench_gain_vs_control/synthetic"]) == pytest.approx(gain, abs=1e-6)
+    assert float(tags["evaluation/bench_balanced_accuracy/real"]) == pytest.approx(
+        random_labels_report["arms"]["real"]["balanced_accuracy"]["mean"], abs=1e-6)
+    assert b"Synthetic images hurt" in tags["evaluation/augment_bench_verdict"].item()

@@ -86,6 +86,19 @@ def test_report_and_plots_are_written_to_the_run_and_the_evaluator_is_reused(tmp
     assert again["evaluator"]["held_out_accuracy"] == follows_report["evaluator"]["held_out_accuracy"]
 
 
+def test_the_headline_numbers_go_to_the_runs_tensorboard(follows_report):
+    from pathlib import Path
+
+    from tests.test_augment_bench import board_tags
+
+    tags = board_tags(Path(follows_report["run"]))
+    assert float(tags["evaluation/frechet_distance_ratio"]) == pytest.approx(
+        follows_report["frechet_distance"]["ratio_overall"], rel=1e-5)
+    assert float(tags["evaluation/prdc_coverage"]) == pytest.approx(
+        follows_report["prdc"]["generated"]["overall"]["coverage"], rel=1e-5)
+    assert float(tags["evaluation/conditional_accuracy"]) > 0.5
+
+
 def test_prdc_and_relative_fd_sit_beside_their_real_reference(follows_report, ignores_report):
     for report in (follows_report, ignores_report):
         fd = report["frechet_distance"]

@@ -36,6 +36,7 @@ from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_
     cached_classifier, train_classifier
 from core.evaluation.real_data import MIN_TEST_PER_CLASS, RealData, open_real_data
 from core.evaluation.recipe import RECIPE_CHOICES, Screen, draw, recipe_named
+from core.evaluation.tensorboard import bench_scalars, log_to_board
 from core.evaluation.verdict import BENCH_FILE, verdict_for, verdict_text
 from core.jobs import Job
 from core.options import option
@@ -278,6 +279,7 @@ def augment_bench(config: AugmentBenchConfig, job: Job | None = None, real: Real
     }
     out = Path(config.out) if config.out else Path(generator.run_dir) / "evaluation"
     write_bench_outputs(out, report)
+    log_to_board(generator.run_dir, bench_scalars(report), {"augment_bench_verdict": report["verdict_text"]}, job)
     job.report(total, total, "done")
     return report
 

@@ -35,6 +35,7 @@ from core.evaluation.measures import (PRDC_K, frechet_distance, kernel_inception
                                       memorisation_ratios, ms_ssim_scales, pixel_vectors, prdc)
 from core.evaluation.real_data import RealData, open_real_data
 from core.evaluation.recipe import copy_threshold
+from core.evaluation.tensorboard import evaluation_scalars, log_to_board
 from core.jobs import Job
 from core.options import option
 
@@ -248,6 +249,7 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
         report["plots"] = save_figures(out, figures)
         report["seconds"] = round(time.monotonic() - started, 1)
         write_evaluation_outputs(out, report)
+    log_to_board(generator.run_dir, evaluation_scalars(report), job=job)
     job.report(total, total, "done")
     return report
 

@@ -55,3 +55,19 @@ class RunBoard:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def log_results(run_dir, step: int | None, values: dict, text: dict | None = None) -> None:
+    """Append evaluation or augmentation-bench results to RUN/tensorboard at the generator's trained
+    `step` (0 when unknown): numeric `values` as scalars under evaluation/, `text` as text summaries.
+    Opens and closes its own writer, so it can run after training ended, in any process."""
+    from core.gan.runs import RunPaths
+
+    board = RunBoard(RunPaths(Path(run_dir)).board)
+    try:
+        board.evaluation(int(step or 0), values)
+        with board._writer.as_default():
+            for key, value in (text or {}).items():
+                board._tf.summary.text(f"evaluation/{key}", str(value), step=int(step or 0))
+    finally:
+        board.close()
