@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDia
 
 from app.config_form import ConfigForm
 from app.messages import plain
+from app.quality_plot import QualityPlot
 from app.workers import JobHandle, start_job
 from core.errors import UserError
 from core.gan.config import RESUMABLE_CHANGES, TrainConfig
@@ -168,6 +169,7 @@ class TrainPanel(QWidget):
         self.eta.setMinimumWidth(200)
 
         self.plots = LivePlots()
+        self.quality = QualityPlot()
         self.samples = QLabel("Samples appear here during training:\none row per class")
         self.samples.setAlignment(Qt.AlignCenter)
         self.samples.setMinimumSize(260, 200)
@@ -238,8 +240,13 @@ class TrainPanel(QWidget):
         bottom.addWidget(self.log)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
+        top = QSplitter(Qt.Horizontal)
+        top.addWidget(self.plots)
+        top.addWidget(self.quality)
+        top.setStretchFactor(0, 2)
+        top.setStretchFactor(1, 1)
         right_split = QSplitter(Qt.Vertical)
-        right_split.addWidget(self.plots)
+        right_split.addWidget(top)
         right_split.addWidget(bottom)
         right_split.setStretchFactor(0, 2)
         right_split.setStretchFactor(1, 3)
@@ -325,6 +332,7 @@ class TrainPanel(QWidget):
         """Show an existing run: its settings, curves and latest sample grid (for Resume)."""
         paths = RunPaths(Path(self.run_edit.text()))
         self.plots.clear()
+        self.quality.clear()
         exists = paths.config.exists()
         self.resume_button.setEnabled(exists and self.runner is None)
         if not exists:
@@ -386,6 +394,7 @@ class TrainPanel(QWidget):
             self.append_log("")
         else:
             self.plots.clear()
+            self.quality.clear()
             self.log.clear()
         self.append_log(f"{'resuming' if resume else 'starting'} {config.run} "
                         f"(time budget {config.minutes:g} min)")
@@ -394,6 +403,7 @@ class TrainPanel(QWidget):
         self.runner.progress.connect(self._progress)
         self.runner.metrics.connect(self._metrics)
         self.runner.samples.connect(lambda sample: self._show_grid(sample.grid))
+        self.runner.quality.connect(self.quality.add)
         self.runner.log.connect(self.append_log)
         self.runner.finished.connect(self._finished)
         self.runner.cancelled.connect(self._cancelled)
@@ -423,6 +433,7 @@ class TrainPanel(QWidget):
         elif box.clickedButton() is new:
             self.run_edit.setText(str(fresh))
             self.plots.clear()
+            self.quality.clear()
             return True
         return False
 
