@@ -394,6 +394,8 @@ class EvaluatePanel(QWidget):
         runner.done.connect(self._finished)
         self._runner = runner
         self._set_busy(True)
+        self.progress.setRange(0, 0)     # busy until the task's first report (starting TensorFlow takes a while)
+        self.eta.setText("starting…")
         self.status.setText(f"{what}…")
 
     def _progress(self, progress) -> None:
@@ -417,6 +419,7 @@ class EvaluatePanel(QWidget):
         self.augment_button.setEnabled(not busy)
         self.stop_button.setEnabled(busy)
         if not busy:
+            self.progress.setRange(0, max(self.progress.maximum(), 1))
             self.progress.setFormat("%p%")
             self.eta.setText("")
 

@@ -90,7 +90,7 @@ class GeneratePanel(QWidget):
         self.recipe.addItems(list(_field_choices("recipe")))
         self.recipe.setCurrentText(RECOMMENDED)
         self.recipe.setToolTip(_field_help("recipe"))
-        self.banner = VerdictBanner()
+        self.banner = VerdictBanner(bench_is_elsewhere=True)
         self.verdict: dict = {"verdict": "not_run"}
         self.seed = QSpinBox(minimum=0, maximum=2_000_000_000, value=0)
         self.seed.setToolTip("Seed of the latent vectors: the same seed gives the same images")

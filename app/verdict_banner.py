@@ -28,8 +28,8 @@ WHAT_TO_DO = {
                  "generator longer or run the bench with more seeds before relying on synthetic images.",
     "hurts": "Do not add these images to your training data: train the generator longer (a better preset), "
              "then run the augmentation bench again.",
-    "not_run": "Run the augmentation bench (Evaluate tab) to find out whether these images help a classifier "
-               "more than repeating your real images.",
+    "not_run": "Run the augmentation bench{where} to find out whether these images help a classifier more than "
+               "repeating your real images.",
 }
 
 
@@ -41,8 +41,9 @@ def verdict_key(verdict: dict | None) -> str:
 class VerdictBanner(QLabel):
     """`show_verdict(verdict)` with a verdict dict from core (`latest_verdict(run)` or a report's)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, bench_is_elsewhere: bool = False):
         super().__init__(parent)
+        self._where = " (Evaluate tab)" if bench_is_elsewhere else ""
         self.setWordWrap(True)
         self.setTextFormat(Qt.RichText)
         self.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -56,13 +57,16 @@ class VerdictBanner(QLabel):
                            f"border-radius: 4px; padding: 8px 12px; }}")
         detail = html.escape(verdict_text(verdict)) if self.key != "not_run" else ""
         when = (verdict or {}).get("created")
-        self.setText(f"<b style='font-size:11pt'>{TITLES[self.key]}.</b> {WHAT_TO_DO[self.key]}"
+        self.setText(f"<b style='font-size:11pt'>{TITLES[self.key]}.</b> {self.what_to_do()}"
                      + (f"<br><span style='font-size:8pt'>{detail}"
                         + (f" (augmentation bench of {html.escape(str(when))})" if when else "") + "</span>" if detail else ""))
         self.setToolTip("The augmentation bench trains the same classifier on your real images with the rare "
                         "findings topped up (a) by repeating real images and (b) by synthetic images, over several "
                         "seeds, and compares them on held-out real images. 'Helps' means the synthetic images "
                         "beat repeating by more than two standard errors.")
+
+    def what_to_do(self) -> str:
+        return WHAT_TO_DO[self.key].format(where=self._where)
 
     def plain_text(self) -> str:
         """The banner's words without markup (tests, the status bar)."""

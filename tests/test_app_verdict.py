@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.evaluate_panel import EvaluatePanel, RESULT_HINTS
-from app.verdict_banner import TITLES, WHAT_TO_DO
+from app.verdict_banner import TITLES
 from core.evaluation.verdict import VERDICTS, verdict_text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "augment_bench_report.json"
@@ -40,7 +40,7 @@ def test_the_banner_shows_the_verdict_of_the_saved_bench_with_what_to_do(panel, 
     panel.set_run(tmp_path / "run")
     text = panel.banner.plain_text()
     assert panel.banner.key == verdict
-    assert TITLES[verdict] in text and WHAT_TO_DO[verdict] in text
+    assert TITLES[verdict] in text and panel.banner.what_to_do() in text
     assert f"{gain:+.3f}" in text                                         # the numbers behind it
     assert report["created"] in text
     assert panel.pages["bench"].is_filled() and panel.results.currentWidget() is panel.pages["bench"]

@@ -36,6 +36,7 @@ def test_without_a_bench_it_recommends_top_up_counts_and_warns_but_lets_you_expo
     assert "No augmentation bench yet" in panel.counts_note.text()
     assert panel.counts.cellWidget(0, 1).text() == "top-up"             # no made-up number
     assert panel.banner.key == "not_run" and "Not tested yet" in panel.banner.plain_text()
+    assert "(Evaluate tab)" in panel.banner.plain_text()                # where the bench is run
     assert "No augmentation bench" in panel.export_warning()
     assert panel.export_button.isEnabled()                               # a warning, not a block
     panel.counts_by_hand.setChecked(True)
