@@ -18,7 +18,7 @@ from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
-                               QRadioButton, QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget)
+                               QRadioButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from app.config_form import ConfigForm
 from app.messages import plain
@@ -173,6 +173,7 @@ class TrainPanel(QWidget):
         self.samples = QLabel("Samples appear here during training:\none row per class")
         self.samples.setAlignment(Qt.AlignCenter)
         self.samples.setMinimumSize(260, 200)
+        self.samples.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)   # the grid must not push the plots
         self.samples.setObjectName("sampleGrid")
         self._sample_image: QImage | None = None
         self.log = QPlainTextEdit(readOnly=True)
@@ -245,6 +246,7 @@ class TrainPanel(QWidget):
         top.addWidget(self.quality)
         top.setStretchFactor(0, 2)
         top.setStretchFactor(1, 1)
+        top.setSizes([2000, 1000])   # three plots of about equal width
         right_split = QSplitter(Qt.Vertical)
         right_split.addWidget(top)
         right_split.addWidget(bottom)
