@@ -1,7 +1,8 @@
 """Undoable annotation edits: every change goes through a QUndoCommand that calls core's store.
 
 Commands record the image's whole box list (or label cell) before and after, so undo and redo restore
-exact states regardless of what else changed. The store autosaves after each change; a failed save
+exact states regardless of what else changed. A box whose finding the image's Finding Labels lack can
+bring that label with it: both changes are one undo step (a QUndoStack macro). The store autosaves after each change; a failed save
 is reported through `AnnotationController.saved(ok, message)` and the store stays dirty.
 """
 from __future__ import annotations
@@ -57,22 +58,27 @@ class AnnotationController(QObject):
         self.undo_stack = QUndoStack(self)
 
     # ---- intent (push commands)
-    def add_box(self, image: str, rect: QRectF, label: str) -> None:
+    def lacks_label(self, image: str, finding: str) -> bool:
+        """True when a box of `finding` on `image` disagrees with the image's Finding Labels."""
+        return finding not in split_labels(self.store.finding_labels(image))
+
+    def add_box(self, image: str, rect: QRectF, label: str, add_label: bool = False) -> None:
+        """Draw a box; with `add_label`, also add its finding to the image's labels, as one undo step."""
         box = Box(label, round(rect.x(), 2), round(rect.y(), 2), round(rect.width(), 2), round(rect.height(), 2))
-        self._push_boxes(image, (*self.store.boxes(image), box), f"Draw {label} box")
+        self._push_boxes(image, (*self.store.boxes(image), box), f"Draw {label} box", label if add_label else None)
 
     def change_box(self, image: str, index: int, box: Box) -> None:
         items = list(self.store.boxes(image))
         items[index] = box
         self._push_boxes(image, items, f"Move/resize {box.label} box")
 
-    def relabel_box(self, image: str, index: int, label: str) -> None:
+    def relabel_box(self, image: str, index: int, label: str, add_label: bool = False) -> None:
         items = list(self.store.boxes(image))
         old = items[index]
         if old.label == label:
             return
         items[index] = Box(label, old.x, old.y, old.w, old.h)
-        self._push_boxes(image, items, f"Relabel box as {label}")
+        self._push_boxes(image, items, f"Relabel box as {label}", label if add_label else None)
 
     def delete_box(self, image: str, index: int) -> None:
         items = list(self.store.boxes(image))
@@ -85,10 +91,21 @@ class AnnotationController(QObject):
         if after != before:
             self.undo_stack.push(SetLabelsCommand(self, image, before, after))
 
-    def _push_boxes(self, image: str, after, text: str) -> None:
+    def _push_boxes(self, image: str, after, text: str, add_finding: str | None = None) -> None:
+        """Push the new box list; with `add_finding` missing from the labels, add it in the same undo step."""
         for box in after:
             box.validated(image)  # refuse a bad edit before it reaches the undo stack
-        self.undo_stack.push(SetBoxesCommand(self, image, self.store.boxes(image), after, text))
+        command = SetBoxesCommand(self, image, self.store.boxes(image), after, text)
+        if add_finding is None or not self.lacks_label(image, add_finding):
+            self.undo_stack.push(command)
+            return
+        before = self.store.finding_labels(image)
+        kept = [name for name in split_labels(before) if name != "No Finding"]
+        cell = normalise_finding_labels(image, [*kept, add_finding])
+        self.undo_stack.beginMacro(f"{text}, add {add_finding} to the Finding Labels")
+        self.undo_stack.push(command)
+        self.undo_stack.push(SetLabelsCommand(self, image, before, cell))
+        self.undo_stack.endMacro()
 
     # ---- application (called by the commands)
     def apply_boxes(self, image: str, boxes) -> None:
@@ -127,7 +144,13 @@ class FindingLabelsDialog(QDialog):
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         self._image = image
+        # Tall enough for all 15 labels: the default height showed about ten and hid the rest.
+        frame = 2 * self.list.frameWidth()
+        self.list.setMinimumHeight(self.list.sizeHintForRow(0) * self.list.count() + frame + 8)
+        self.list.setMinimumWidth(self.list.sizeHintForColumn(0) + frame + 40)
+        self.list.setVerticalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("'No Finding' cannot be combined with findings."))
         layout.addWidget(self.list)
         layout.addWidget(self.error)
         layout.addWidget(buttons)

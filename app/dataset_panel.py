@@ -1,18 +1,24 @@
 """The browser: filters on the left, the filtered images as a table or a thumbnail grid.
 
-Filtering is core's `DatasetIndex.filter` (a numpy mask, no per-row Python); the label list shows how many of the filtered images carry each label. A text edit waits 200 ms after the last
-keystroke before filtering, so typing never queues a filter per character.
+Filtering is core's `DatasetIndex.filter` (a numpy mask, no per-row Python); the label list shows how
+many of the filtered images carry each label. A text edit waits 200 ms after the last keystroke before
+filtering, so typing never queues a filter per character. The selected image survives filtering and
+sorting while it stays in the list; when a filter removes it, the first remaining image is shown
+(or none). The Finding labels column takes the width the others leave, so the table never needs a
+horizontal scroll bar and the Boxes column is always in view.
 """
 from __future__ import annotations
 
+import pandas as pd
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QComboBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView, QListWidget,
                                QListWidgetItem, QRadioButton, QSpinBox, QStackedWidget, QTableView,
                                QToolButton, QVBoxLayout, QWidget)
 
-from app.table_model import IndexTableModel
-from app.thumbnails import THUMB_SIZE, ThumbnailCache, ThumbnailModel
+from app.table_model import COLUMNS, IndexTableModel
+from app.thumbnails import ThumbnailCache, ThumbnailDelegate, ThumbnailModel
+from core.data.annotations import boxes_from_frame
 from core.labels import NIH_LABELS
 
 ANY = "any"
@@ -120,10 +126,17 @@ class FilterPanel(QWidget):
         self.labels.blockSignals(False)
 
 
+LABELS_COLUMN = 1
+MIN_LABELS_WIDTH = 100
+WIDEST_VALUE = {"patient_id": "30805", "age": "120", "sex": "M", "view": "AP", "n_boxes": "99"}   # NIH's widest
+
+
 class DatasetPanel(QWidget):
-    """Filters + table/grid over a DatasetIndex. Emits `image_selected(table_row)`."""
+    """Filters + table/grid over a DatasetIndex. Emits `image_selected(table_row)`, or
+    `selection_cleared()` when the filters leave no image."""
 
     image_selected = Signal(int)
+    selection_cleared = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -141,25 +154,30 @@ class DatasetPanel(QWidget):
         self.table.sortByColumn(-1, Qt.AscendingOrder)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.setSectionResizeMode(LABELS_COLUMN, QHeaderView.Stretch)
+        header.setStretchLastSection(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        for column, width in enumerate((132, 140, 56, 40, 36, 40, 46)):
-            self.table.setColumnWidth(column, width)
+        self.table.setTextElideMode(Qt.ElideRight)
+        self._fit_columns()
 
         self.grid_model = ThumbnailModel(self.model, [], self.cache, self)
         self.grid = QListView()
         self.grid.setModel(self.grid_model)
+        delegate = ThumbnailDelegate(self.grid)
+        self.grid.setItemDelegate(delegate)
         self.grid.setViewMode(QListView.IconMode)
         self.grid.setResizeMode(QListView.Adjust)
         self.grid.setUniformItemSizes(True)
         self.grid.setMovement(QListView.Static)
-        self.grid.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.grid.setGridSize(QSize(THUMB_SIZE + 16, THUMB_SIZE + 30))
+        self.grid.setGridSize(delegate.cell_size(self.grid.fontMetrics()) + QSize(4, 4))
         self.grid.setSpacing(4)
         self.grid.setLayoutMode(QListView.Batched)
         self.grid.setBatchSize(400)
+        self.model.layoutChanged.connect(self._sorted)   # after the grid model's own reset on a sort
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.table)
@@ -173,7 +191,7 @@ class DatasetPanel(QWidget):
         toggle = QButtonGroup(self)
         toggle.addButton(self.as_table)
         toggle.addButton(self.as_grid)
-        self.as_grid.toggled.connect(lambda grid: self.stack.setCurrentIndex(1 if grid else 0))
+        self.as_grid.toggled.connect(self._switch_view)
         self.count_label = QLabel()
         self.count_label.setObjectName("countLabel")
         top = QHBoxLayout()
@@ -191,19 +209,43 @@ class DatasetPanel(QWidget):
         layout.addWidget(self.filters)
         layout.addLayout(right, 1)
 
+    def _fit_columns(self, table: pd.DataFrame | None = None) -> None:
+        """Widths from the font: every column but Finding labels fits its header (with the sort arrow)
+        and its widest value (image names and patient ids measured on the table); Finding labels
+        stretches over the rest and elides."""
+        widest = dict(WIDEST_VALUE, image="00000000_000.png")
+        if table is not None and len(table):
+            names = table["image"].head(2000).astype(str)
+            widest["image"] = names.iloc[int(names.str.len().to_numpy().argmax())]
+            ids = pd.to_numeric(table["patient_id"], errors="coerce").dropna()
+            if len(ids):
+                widest["patient_id"] = str(int(ids.max()))
+        cell, head = self.table.fontMetrics(), self.table.horizontalHeader().fontMetrics()
+        widths = {}
+        for column, (key, title) in enumerate(COLUMNS):
+            if column != LABELS_COLUMN:
+                widths[column] = max(head.horizontalAdvance(title) + 20,   # + the sort arrow
+                                     cell.horizontalAdvance(widest.get(key, "")) + 12)
+                self.table.setColumnWidth(column, widths[column])
+        frame = 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width()
+        self.table.setMinimumWidth(sum(widths.values()) + MIN_LABELS_WIDTH + frame)
+
     # ---- data
     def set_index(self, index) -> None:
+        if self.index is not None and self.index.root != index.root:
+            self.filters.clear()   # another dataset: the old filters could hide all of it
         self.index = index
         table = index.table
         self.model.set_table(table)
+        self._fit_columns(table)
         self.grid_model.set_paths(table["path"].fillna("").astype(str).to_numpy(dtype=object))
-        self.apply_filters()
-        if self.model.rowCount():
-            self.select_view_row(0)
+        self.grid_model.set_boxes(boxes_from_frame(index.boxes))
+        self.apply_filters()   # selects the first image
 
     def boxes_changed(self) -> None:
-        """The index's `n_boxes` column changed (an edit): refresh the Boxes column."""
+        """The index's boxes changed (an edit): refresh the Boxes column and the thumbnails' outlines."""
         self.model.set_box_counts(self.index.table["n_boxes"].to_numpy())
+        self.grid_model.set_boxes(boxes_from_frame(self.index.boxes))
 
     def current_mask(self):
         f = self.filters
@@ -227,6 +269,10 @@ class DatasetPanel(QWidget):
         self.count_label.setText(f"{len(self.model.rows):,} of {len(mask):,} images")
         if current is not None and self.model.view_row(current) >= 0:
             self.select_table_row(current)
+        elif self.model.rowCount():
+            self.select_view_row(0)   # the shown image was filtered out: show the first that is left
+        else:
+            self.selection_cleared.emit()
 
     # ---- selection
     def current_table_row(self) -> int | None:
@@ -249,6 +295,23 @@ class DatasetPanel(QWidget):
         index = self.table.currentIndex()
         row = index.row() + delta if index.isValid() else 0
         self.select_view_row(max(0, min(self.model.rowCount() - 1, row)))
+
+    def _switch_view(self, grid: bool) -> None:
+        """Table <-> thumbnails, with the current image in view."""
+        self.stack.setCurrentIndex(1 if grid else 0)
+        current = self.table.currentIndex()
+        if current.isValid():
+            if grid:
+                self.grid.scrollTo(self.grid_model.index(current.row()), QAbstractItemView.PositionAtCenter)
+            else:
+                self.table.scrollTo(current, QAbstractItemView.PositionAtCenter)
+
+    def _sorted(self, *_) -> None:
+        """After a sort the current image keeps its place in the selection: bring it into view."""
+        current = self.table.currentIndex()
+        if current.isValid():
+            self.table.scrollTo(current, QAbstractItemView.PositionAtCenter)
+            self.grid.setCurrentIndex(self.grid_model.index(current.row()))
 
     def _table_row_changed(self, current, _previous) -> None:
         if current.isValid():

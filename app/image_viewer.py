@@ -1,34 +1,38 @@
 """The image viewer: full-resolution image with window/level, zoom/pan, invert, fit, and editable boxes.
 
-pyqtgraph's `ImageView` gives the histogram/LUT (drag the levels to window the image). Boxes are
+pyqtgraph's `ImageView` gives the histogram/LUT (drag the levels to window the image); the window
+(width W and centre L, in the 0-255 grey values of the file) is reported by `window_changed` and can
+be set from `WINDOW_PRESETS`. Boxes are
 `RectROI`s in image pixel coordinates (BBox_List convention); moving or resizing one, drawing a new
 one (draw mode: drag on the image) or deleting the selected one is reported as a signal; the window
 turns it into an undoable edit. The viewer itself never changes the annotation store.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsRectItem, QGridLayout, QLabel, QVBoxLayout, QWidget
 
+from app.theme import colour_of
 from core.data.annotations import Box
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
-LABEL_COLOURS = {
-    "Atelectasis": "#f4a259", "Cardiomegaly": "#e15554", "Consolidation": "#c77dff", "Edema": "#4cc9f0",
-    "Effusion": "#3bb273", "Emphysema": "#a3b18a", "Fibrosis": "#e9c46a", "Hernia": "#ff99c8",
-    "Infiltration": "#7768ae", "Mass": "#ff595e", "Nodule": "#ffca3a", "Pleural_Thickening": "#8ac926",
-    "Pneumonia": "#1982c4", "Pneumothorax": "#6a4c93",
+# (centre, width) in 8-bit grey values. A radiograph has no Hounsfield units, so these are not CT's
+# windows: each stretches the grey range where that anatomy lies on a typical 8-bit chest film (lung
+# fields dark, mediastinum and heart mid-to-bright, bone brightest); the readout shows what is applied.
+WINDOW_PRESETS: dict[str, tuple[int, int]] = {
+    "Lung": (80, 160),          # 0-160: lung markings stretched, everything denser turns white
+    "Mediastinum": (165, 130),  # 100-230: heart, mediastinum and through-heart detail
+    "Bone": (205, 100),         # 155-255: ribs, clavicles, spine
 }
+FULL_RANGE = (127.5, 255.0)
 GREY = {"mode": "rgb", "ticks": [(0.0, (0, 0, 0, 255)), (1.0, (255, 255, 255, 255))]}
 INVERTED = {"mode": "rgb", "ticks": [(0.0, (255, 255, 255, 255)), (1.0, (0, 0, 0, 255))]}
-
-
-def colour_of(label: str) -> str:
-    return LABEL_COLOURS.get(label, "#ffffff")
 
 
 class DrawingViewBox(pg.ViewBox):
@@ -39,6 +43,7 @@ class DrawingViewBox(pg.ViewBox):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.draw_mode = False
+        self.shift_held = False   # at the end of the last drawing drag: the user wants to keep drawing
         self._rubber = QGraphicsRectItem()
         self._rubber.setPen(pg.mkPen("#00e5ff", width=2, style=Qt.DashLine, cosmetic=True))
         self._rubber.setVisible(False)
@@ -54,6 +59,7 @@ class DrawingViewBox(pg.ViewBox):
         rect = QRectF(start, end).normalized()
         if ev.isFinish():
             self._rubber.setVisible(False)
+            self.shift_held = bool(ev.modifiers() & Qt.ShiftModifier)
             if rect.width() >= 2 and rect.height() >= 2:
                 self.box_drawn.emit(rect)
             return
@@ -97,9 +103,12 @@ class ImageViewer(QWidget):
     box_drawn = Signal(QRectF)
     box_changed = Signal(int, object)     # index, Box with the new geometry
     box_selected = Signal(int)            # -1 when none
+    window_changed = Signal(float, float)  # centre, width of the grey window
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self._shape: tuple[int, int] | None = None
+        self._window = FULL_RANGE
         self.view_box = DrawingViewBox(lockAspect=True, invertY=True)
         self.image_view = pg.ImageView(view=self.view_box)
         self.image_view.ui.roiBtn.hide()
@@ -107,6 +116,19 @@ class ImageViewer(QWidget):
         self.image_view.ui.histogram.setMinimumWidth(110)
         self.view_box.box_drawn.connect(self.box_drawn)
         self.view_box.setMenuEnabled(False)
+        histogram = self.image_view.ui.histogram
+        histogram.sigLevelsChanged.connect(self._levels_changed)
+        histogram.sigLevelChangeFinished.connect(self._levels_changed)
+        self.synthetic_mark = QLabel("SYNTHETIC image: made by a generative model", self.image_view.ui.graphicsView)
+        self.synthetic_mark.setObjectName("syntheticMark")
+        self.synthetic_mark.move(8, 8)
+        self.synthetic_mark.hide()
+        # In the image's corner, where radiology viewers show it; set by the tab (it names presets).
+        self.window_readout = QLabel(self.image_view.ui.graphicsView)
+        self.window_readout.setObjectName("windowReadout")
+        self.window_readout.setToolTip("Grey window applied to the image: width W and centre L, in the file's "
+                                       "0-255 grey values. Drag the levels on the histogram to change it.")
+        self.image_view.ui.graphicsView.installEventFilter(self)
         self.note = pg.TextItem("", color="#cfd8dc", anchor=(0.5, 0.5))
         self.view_box.addItem(self.note, ignoreBounds=True)
         self.items: list[BoxItem] = []
@@ -114,14 +136,29 @@ class ImageViewer(QWidget):
         self.show_boxes = True
         self.inverted = False
         self._boxes: tuple[Box, ...] = ()
-        self._shape: tuple[int, int] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.image_view)
 
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Resize:   # keep the readout in the bottom-left corner of the image area
+            self._place_readout()
+        return False
+
+    def set_readout(self, text: str) -> None:
+        self.window_readout.setText(text)
+        self._place_readout()
+
+    def _place_readout(self) -> None:
+        self.window_readout.adjustSize()
+        area = self.image_view.ui.graphicsView.rect()
+        self.window_readout.move(8, area.height() - self.window_readout.height() - 8)
+
     # ---- image
     def set_image(self, pixels: np.ndarray | None, message: str = "") -> None:
-        """Show `pixels` (uint8 H x W) keeping the zoom when the size is unchanged; None shows `message`."""
+        """Show `pixels` (uint8 H x W) keeping the zoom when the size is unchanged; None shows `message`.
+        The previous image's boxes go first (they would count in the auto-range); `set_boxes` follows."""
+        self._remove_box_items()
         if pixels is None:
             self.image_view.clear()
             self._shape = None
@@ -131,9 +168,11 @@ class ImageViewer(QWidget):
             return
         self.note.setVisible(False)
         same_size = self._shape == pixels.shape
-        self.image_view.setImage(pixels, autoRange=not same_size, autoLevels=True, levels=None)
-        self.image_view.setLevels(0, 255)
         self._shape = pixels.shape
+        centre, width = self._window   # the next image keeps the window the user chose
+        self.image_view.setImage(pixels, autoRange=not same_size, autoLevels=False,
+                                 levels=(centre - width / 2, centre + width / 2))
+        self._levels_changed()
 
     def fit(self) -> None:
         self.view_box.autoRange(padding=0.02)
@@ -143,14 +182,43 @@ class ImageViewer(QWidget):
         self.image_view.ui.histogram.gradient.restoreState(INVERTED if inverted else GREY)
 
     def reset_levels(self) -> None:
-        self.image_view.setLevels(0, 255)
+        self.set_window(*FULL_RANGE)
+
+    def window(self) -> tuple[float, float]:
+        """The grey window as (centre, width)."""
+        return self._window
+
+    def set_window(self, centre: float, width: float) -> None:
+        self._window = (float(centre), float(width))
+        if self._shape is not None:
+            self.image_view.setLevels(centre - width / 2, centre + width / 2)
+        self.window_changed.emit(*self._window)
+
+    def apply_preset(self, name: str) -> None:
+        self.set_window(*WINDOW_PRESETS[name])
+
+    def _levels_changed(self, *_) -> None:
+        """The histogram's levels moved (the user dragged them, or an image was shown)."""
+        if self._shape is None:
+            return
+        low, high = self.image_view.ui.histogram.getLevels()
+        self._window = ((low + high) / 2, high - low)
+        self.window_changed.emit(*self._window)
+
+    def set_synthetic(self, synthetic: bool) -> None:
+        """Mark every image shown as synthetic (an export folder is open)."""
+        self.synthetic_mark.adjustSize()
+        self.synthetic_mark.setVisible(synthetic)
 
     # ---- boxes
-    def set_boxes(self, boxes: tuple[Box, ...], editable: bool = True) -> None:
+    def _remove_box_items(self) -> None:
         for item in self.items:
             self.view_box.removeItem(item)
-        self._boxes = tuple(boxes)
         self.items = []
+
+    def set_boxes(self, boxes: tuple[Box, ...], editable: bool = True) -> None:
+        self._remove_box_items()
+        self._boxes = tuple(boxes)
         for index, box in enumerate(self._boxes):
             item = BoxItem(index, box, editable)
             item.setVisible(self.show_boxes)
@@ -192,6 +260,7 @@ class MetadataPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.root = None   # dataset folder: the File row shows paths relative to it (full path as tooltip)
         self.values: dict[str, QLabel] = {}
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
@@ -214,10 +283,19 @@ class MetadataPanel(QWidget):
             grid.addWidget(label, row, column + 1)
 
     def show_row(self, row: dict) -> None:
+        """Show one table row (as a dict); an empty dict clears the panel."""
+        if not row:
+            for label in self.values.values():
+                label.setText("")
+            return
         row = dict(row)
         row["size"] = f"{row.get('orig_width', '')} x {row.get('orig_height', '')}"
         row["spacing"] = f"{row.get('spacing_x', '')} x {row.get('spacing_y', '')}"
-        row["path"] = row.get("path") or "(file not found)"
+        path = row.get("path") or ""
+        self.values["path"].setToolTip(path)
+        if path and self.root is not None and Path(path).is_relative_to(self.root):
+            path = str(Path(path).relative_to(self.root))
+        row["path"] = path or "(file not found)"
         for key, label in self.values.items():
             value = row.get(key, "")
             label.setText("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))

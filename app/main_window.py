@@ -2,7 +2,9 @@
 
 `run_app(argv)` opens the last dataset, or on first run writes the phantom demo dataset into the
 user's data folder (in a worker, with a progress dialog) and opens that, with a banner saying it is
-demo data. Errors reach the user as dialogs or status messages naming the file and the problem.
+demo data. An export folder of synthetic images opens like a dataset, read-only, marked synthetic in
+the title, a banner and on every image, and is never handed to Train or Evaluate as training data.
+Errors reach the user as dialogs or status messages naming the file and the problem.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageB
                                QProgressDialog, QTabWidget)
 
 from app.annotation_tools import AnnotationController
-from app.browse_tab import BrowseTab
+from app.browse_tab import PRESET_KEYS, BrowseTab, synthetic_note
 from app.evaluate_panel import EvaluatePanel
 from app.generate_panel import GeneratePanel
 from app.import_dicom import import_dicom_folder
@@ -29,6 +31,7 @@ from app.workers import JobHandle, start_job
 from core.data.annotations import AnnotationError, open_store
 from core.data.dataset import open_dataset
 from core.data.phantoms import is_demo_dataset, write_demo_dataset
+from core.export.export import read_manifest
 
 log = logging.getLogger(__name__)
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -56,6 +59,11 @@ def _open_with_annotations(root: str, job):
 
 def _write_demo(out: str, job):
     return write_demo_dataset(out, job=job)
+
+
+def _open_read_only(root: str, job):
+    """Worker side for a synthetic export: the index only, no annotation store (it would write into the export)."""
+    return open_dataset(root, job=job), None, ""
 
 
 class MainWindow(QMainWindow):
@@ -109,6 +117,8 @@ class MainWindow(QMainWindow):
         file = bar.addMenu("&File")
         self._action(file, "&Open dataset folder…", self.choose_dataset, QKeySequence.Open)
         self.recent_menu = file.addMenu("Open &recent")
+        self._action(file, "Open &synthetic export folder…", self.choose_export,
+                     tip="Browse images exported by Generate, marked synthetic")
         self._action(file, "Open &demo dataset", self.open_demo)
         self._action(file, "&Import DICOM folder…", lambda: import_dicom_folder(self, self.settings, self.open_dataset))
         file.addSeparator()
@@ -124,6 +134,8 @@ class MainWindow(QMainWindow):
                                         "Ctrl+Shift+Z")
         edit.addSeparator()
         self._action(edit, "&Draw box", self.browse.draw_button.toggle, "D")
+        self._action(edit, "&Keep drawing boxes", self.browse.keep_drawing.toggle, "Shift+D")
+        self._action(edit, "&Stop drawing", self.browse.stop_drawing, "Esc")
         self._action(edit, "De&lete selected box", self.browse.delete_selected, QKeySequence.Delete)
         self._action(edit, "Edit Finding &labels…", self.browse.edit_finding_labels, "Ctrl+L")
         self._action(edit, "&Find…", self._focus_search, QKeySequence.Find)
@@ -135,7 +147,9 @@ class MainWindow(QMainWindow):
         self._action(view, "Show &boxes", self.browse.boxes_button.toggle, "B")
         self._action(view, "&Invert", self.browse.invert_button.toggle, "I")
         self._action(view, "&Fit to window", self.browse.viewer.fit, "F")
-        self._action(view, "&Reset levels", self.browse.viewer.reset_levels, "R")
+        self._action(view, "Full grey &range", self.browse.viewer.reset_levels, "R")
+        for name, key in PRESET_KEYS.items():
+            self._action(view, f"{name} window", lambda _=False, n=name: self.browse.viewer.apply_preset(n), key)
         self._action(view, "&Thumbnails / table", lambda: (self.browse.panel.as_grid if
                      self.browse.panel.as_table.isChecked() else self.browse.panel.as_table).setChecked(True),
                      "Ctrl+T")
@@ -177,6 +191,17 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_dataset(folder)
 
+    def choose_export(self) -> None:
+        start = self.settings.value("dataset/last", str(Path.home()), type=str)
+        folder = QFileDialog.getExistingDirectory(self, "Open synthetic export folder", start)
+        if not folder:
+            return
+        if read_manifest(folder) is None:
+            self.show_error(f"{folder}: not a synthetic export (no manifest.json written by Generate). "
+                            "Use File > Open dataset folder… for real data.")
+            return
+        self.open_dataset(folder)
+
     def open_demo(self) -> None:
         out = demo_folder()
         if is_demo_dataset(out) and (out / "Data_Entry_2017.csv").exists():
@@ -198,13 +223,17 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opening {folder}…")
         self.progress.setValue(0)
         self.progress.show()
-        runner = self._start(_open_with_annotations, folder)
+        runner = self._start(_open_read_only if read_manifest(folder) else _open_with_annotations, folder)
         runner.progress.connect(lambda p: (self.progress.setMaximum(max(1, p.total)), self.progress.setValue(p.done)))
         runner.finished.connect(lambda result: self._dataset_opened(folder, *result))
         runner.failed.connect(lambda message: (self.progress.hide(), self.show_error(message)))
 
     def _dataset_opened(self, folder: str, index, store, store_error: str) -> None:
         self.progress.hide()
+        read_only_note = "Boxes are shown read-only until the file is fixed or removed."
+        if store is not None and store.read_only:  # another window (process) holds these annotations
+            store_error, read_only_note = store.read_only_reason, "Boxes and labels are shown read-only here."
+            store = None  # never two writers: this window gets no editor
         if self.controller is not None:
             self.controller.deleteLater()
         self.index = index
@@ -219,10 +248,14 @@ class MainWindow(QMainWindow):
             stack.canRedoChanged.connect(self.redo_action.setEnabled)
         self._set_editing_enabled(store is not None)
         demo = is_demo_dataset(folder)
-        self.browse.set_dataset(index, self.controller, DEMO_NOTE if demo else "")
-        self.train.set_dataset(index.root)
-        self.evaluate.set_dataset(index.root)
-        self.setWindowTitle(f"CXR Workbench — {index.root.name}{' (demo data)' if demo else ''}")
+        manifest = read_manifest(folder)
+        self.browse.set_dataset(index, self.controller, DEMO_NOTE if demo else "",
+                                synthetic_note(manifest) if manifest else "")
+        if manifest is None:   # synthetic images are never offered as training or reference data
+            self.train.set_dataset(index.root)
+            self.evaluate.set_dataset(index.root)
+        kind = " (demo data)" if demo else " (SYNTHETIC export)" if manifest else ""
+        self.setWindowTitle(f"CXR Workbench — {index.root.name}{kind}")
         self.settings.setValue("dataset/last", str(index.root))
         self._remember(str(index.root))
         summary = f"{len(index.table):,} images, {len(index.boxes):,} boxes"
@@ -231,7 +264,7 @@ class MainWindow(QMainWindow):
             for problem in index.problems:
                 log.warning("%s", problem)
         if store_error:
-            self.show_error(f"{store_error}\nBoxes are shown read-only until the file is fixed or removed.")
+            self.show_error(f"{store_error}\n{read_only_note}")
         elif store is not None and store.location_note:
             summary += f"; {store.location_note}"
         self.statusBar().showMessage(f"Opened {index.root}: {summary}")

@@ -2,7 +2,8 @@
 
 No proxy model and no per-row Python on a filter change: the visible rows are one int array
 (`rows`), set from core's boolean mask; `data()` only reads column arrays prepared once. This stays
-smooth with the 112,120 rows of the real dataset.
+smooth with the 112,120 rows of the real dataset. Sorting is a layout change, not a reset: the
+view's current row and selection (persistent indexes) follow their images to the new positions.
 """
 from __future__ import annotations
 
@@ -104,10 +105,20 @@ class IndexTableModel(QAbstractTableModel):
         return None
 
     def sort(self, column, order=Qt.AscendingOrder):
-        self.beginResetModel()
-        self._sort = (column, order)
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        sources = [int(self.rows[index.row()]) for index in persistent]
+        self._sort = (column, order) if column >= 0 else None   # -1: no sort column, the dataset's order
+        if self._sort is None:
+            self.rows = np.sort(self.rows)
         self._apply_sort()
-        self.endResetModel()
+        if persistent:
+            position = np.empty(int(self.rows.max()) + 1, dtype=np.int64)
+            position[self.rows] = np.arange(len(self.rows))
+            self.changePersistentIndexList(
+                persistent, [self.index(int(position[source]), index.column())
+                             for index, source in zip(persistent, sources)])
+        self.layoutChanged.emit()
 
     def _apply_sort(self) -> None:
         if self._sort is None or not len(self.rows):

@@ -16,6 +16,17 @@ COLOURS = {
     QPalette.Link: "#6fb3ff", QPalette.PlaceholderText: "#7b8794",
 }
 
+LABEL_COLOURS = {   # one colour per finding, for boxes in the viewer and the thumbnails
+    "Atelectasis": "#f4a259", "Cardiomegaly": "#e15554", "Consolidation": "#c77dff", "Edema": "#4cc9f0",
+    "Effusion": "#3bb273", "Emphysema": "#a3b18a", "Fibrosis": "#e9c46a", "Hernia": "#ff99c8",
+    "Infiltration": "#7768ae", "Mass": "#ff595e", "Nodule": "#ffca3a", "Pleural_Thickening": "#8ac926",
+    "Pneumonia": "#1982c4", "Pneumothorax": "#6a4c93",
+}
+
+
+def colour_of(label: str) -> str:
+    return LABEL_COLOURS.get(label, "#ffffff")
+
 
 def apply_theme(app: QApplication) -> None:
     app.setStyle("Fusion")

@@ -82,14 +82,15 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~current_umask()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    """`mode` (e.g. 0o600 for a private file) replaces the permissions described in the module docstring."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(handle, "wb") as stream:
             if hasattr(os, "fchmod"):
-                os.fchmod(stream.fileno(), _mode_for(path))
+                os.fchmod(stream.fileno(), _mode_for(path) if mode is None else mode)
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
@@ -99,11 +100,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str, newline: str = "\n") -> None:
+def atomic_write_text(path: str | Path, text: str, newline: str = "\n", mode: int | None = None) -> None:
     """Encode as UTF-8 with `newline` as the line ending (the NIH 2017 CSVs use CRLF)."""
     if newline != "\n":
         text = text.replace("\n", newline)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
 def atomic_temp_pattern(name: str) -> str:

@@ -82,6 +82,7 @@ def test_the_train_tab_precision_combo_ignores_a_passing_wheel(qtbot, tmp_path):
     qtbot.addWidget(window)
     window.show()
     window.tabs.setCurrentWidget(window.train)
+    window.train.advanced.setChecked(True)   # precision sits under the collapsed Advanced settings
     qtbot.waitExposed(window)
     combos = [c for c in window.train.findChildren(QComboBox) if c.findData("mixed_float16") >= 0]
     assert combos, "the Train tab offers a precision choice"
@@ -91,8 +92,8 @@ def test_the_train_tab_precision_combo_ignores_a_passing_wheel(qtbot, tmp_path):
         scroll = scroll.parentWidget()
     if scroll is not None:
         scroll.ensureWidgetVisible(combo)
-    if not combo.isVisible():
-        pytest.skip("precision sits in a collapsed section of the Train tab")
+    qtbot.waitUntil(combo.isVisible)
+    assert not combo.hasFocus()
     before = combo.currentText()
     for _ in range(3):
         _wheel_over(combo, qtbot)

@@ -320,6 +320,13 @@ def test_a_folder_with_other_files_needs_force(tmp_path):
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
 
 
+def test_a_dataset_folder_inside_the_dicom_folder_is_not_read_back(tmp_path):
+    write_image(tmp_path / "src" / "a.dcm", ramp())
+    run(tmp_path / "src", tmp_path / "src" / "nih")
+    again = run(tmp_path / "src", tmp_path / "src" / "nih")
+    assert (again.added, again.already, again.skipped) == (0, 1, [])
+
+
 # ---------------------------------------------------------------------------------- re-runs, privacy
 
 def test_a_second_run_adds_only_new_files_and_keeps_earlier_names(tmp_path, monkeypatch):
@@ -420,9 +427,10 @@ def test_decoding_uses_several_threads(tmp_path, monkeypatch):
 
 
 def test_spreadsheet_formulas_are_neutralised():
-    assert dicom.spreadsheet_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert dicom.spreadsheet_safe("-1") == "'-1"
-    assert dicom.spreadsheet_safe("Mass|Nodule") == "Mass|Nodule"
+    row = {"image": "00000001_000.png", "labels": "=HYPERLINK(1)", "age": 58, "sex": "@M", "view": "PA, AP",
+           "width": 10, "height": 10, "spacing": (-1.0, 0.1)}
+    assert dicom.data_entry_text([row]).splitlines()[1] == \
+        "00000001_000.png,'=HYPERLINK(1),0,00000001,058Y,'@M,\"PA, AP\",10,10,-1,0.1,"
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from core.export.export import Demographics, ExportConfig, export, neutralise_cell, parse_counts, regenerate
+from core.csvsafe import neutralise
+from core.export.export import Demographics, ExportConfig, export, parse_counts, regenerate
 from core.jobs import Cancelled, Job
 from tests.test_generate import TOY_CLASSES, write_toy_run
 
@@ -163,8 +164,8 @@ def test_export_at_another_size_scales_images_and_pixel_spacing(toy_run, tmp_pat
 
 
 def test_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path):
-    assert [neutralise_cell(v) for v in ("=1+2", "+A1", "-2", "@SUM(A1)", "Mass", 42)] == \
-        ["'=1+2", "'+A1", "'-2", "'@SUM(A1)", "Mass", "42"]
+    assert [neutralise(v) for v in ("=1+2", "+A1", "-2", "@SUM(A1)", "Mass", 42)] == \
+        ["'=1+2", "'+A1", "-2", "'@SUM(A1)", "Mass", "42"]
     run = write_toy_run(tmp_path / "run", classes=["=HYPERLINK(\"http://x\")", "@cmd", "Mass"])
     export(ExportConfig(run=str(run), out=str(tmp_path / "out"), counts={"=HYPERLINK(\"http://x\")": 1, "@cmd": 1}),
            demographics=_demographics())

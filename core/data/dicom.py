@@ -55,6 +55,7 @@ import cv2
 import numpy as np
 
 from core.atomic import atomic_write_text
+from core.csvsafe import csv_text
 from core.data import dicom_tags as tags
 from core.data.phantoms import BBOX_HEADER, DATA_ENTRY_HEADER, DATA_ENTRY_NAME, MAX_IMAGES_PER_FOLDER
 from core.errors import UserError
@@ -84,7 +85,6 @@ UNREADABLE = "unreadable"
 ALREADY = "already imported"   # not a problem: counted apart from the skipped files
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
-_SPREADSHEET_FORMULA = ("=", "+", "-", "@")
 
 
 class OutNotEmpty(UserError):
@@ -301,7 +301,7 @@ class _Mapping:
     def save(self) -> None:
         data = {"version": MAPPING_VERSION, "salt": self.salt.hex(), "next_patient": self.next_patient,
                 "patients": self.patients, "images": self.images}
-        atomic_write_text(self.path, json.dumps(data, separators=(",", ":")))   # mkstemp: mode 0600
+        atomic_write_text(self.path, json.dumps(data, separators=(",", ":")), mode=0o600)  # private
         self.saved = True
 
 
@@ -708,19 +708,14 @@ def _name_images(mapping: _Mapping, images, result: ImportResult) -> list[tuple[
 
 
 def data_entry_text(rows: list[dict]) -> str:
-    """Data_Entry_2017.csv in the 2017 release's style; every cell passes `spreadsheet_safe`."""
-    lines = [DATA_ENTRY_HEADER]
+    """Data_Entry_2017.csv in the 2017 release's style; every cell is neutralised against spreadsheet
+    formulas (`core.csvsafe`, the one place for every CSV the tool writes)."""
+    lines = []
     for row in rows:
         patient, follow_up = row["image"].removesuffix(".png").split("_")
         age = f"{row['age']:03d}Y" if row["age"] is not None else ""
         spacing = [f"{value:.6g}" for value in row["spacing"]] if row["spacing"] else ["", ""]
         cells = [row["image"], row["labels"], str(int(follow_up)), patient, age, row["sex"], row["view"],
                  str(row["width"]), str(row["height"]), *spacing]
-        lines.append(",".join(spreadsheet_safe(cell) for cell in cells) + ",")
-    return "\n".join(lines) + "\n"
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """A cell a spreadsheet will not run as a formula: one starting with = + - @ gets a leading apostrophe.
-    The importer's cells are labels, codes and numbers, so this is a guard for what may change."""
-    return "'" + cell if cell.startswith(_SPREADSHEET_FORMULA) else cell
+        lines.append([*cells, ""])  # the empty last cell is the 2017 release's trailing comma
+    return csv_text(lines, header=DATA_ENTRY_HEADER)

@@ -190,6 +190,10 @@ def cached_classifier(folder: Path, images: np.ndarray, labels: np.ndarray, clas
     model = train_classifier(images, labels, len(classes), config, job, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    except BaseException:  # a full disk: no half-written model is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return model, False

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import reporting_write_errors
 from core.errors import UserError
 from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, cached_classifier
 from core.evaluation.measures import (PRDC_K, frechet_distance, kernel_inception_distance, mean_pairwise_ms_ssim,
@@ -209,9 +210,11 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
     train_x, train_y = real.part("train")
     test_x, test_y = real.held_out()
     total = config.classifier_steps + k * config.n + 3
-    model, cached = cached_classifier(Path(generator.run_dir) / "evaluation", train_x, train_y, classes,
-                                      ClassifierConfig(steps=config.classifier_steps, seed=config.seed), job,
-                                      (0, total))
+    judge_folder = Path(generator.run_dir) / "evaluation"
+    with reporting_write_errors(judge_folder):  # a full or read-only disk: one line naming the folder
+        model, cached = cached_classifier(judge_folder, train_x, train_y, classes,
+                                          ClassifierConfig(steps=config.classifier_steps, seed=config.seed), job,
+                                          (0, total))
     done = config.classifier_steps
     embed = Embedder(model)
     gen_x, gen_y, gen_seeds = generate_per_class(generator, config.n, config.seed, job, (done, total))
@@ -241,9 +244,10 @@ def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | No
 
     figures = evaluation_figures(report, gen=(gen_x, gen_y), train=(train_x, train_y), ratio=gen_ratio,
                                  index=gen_index, identity=lambda i: real.identity("train", int(i)))
-    report["plots"] = save_figures(out, figures)
-    report["seconds"] = round(time.monotonic() - started, 1)
-    write_evaluation_outputs(out, report)
+    with reporting_write_errors(out):  # each file is written atomically: a failure leaves no partial file
+        report["plots"] = save_figures(out, figures)
+        report["seconds"] = round(time.monotonic() - started, 1)
+        write_evaluation_outputs(out, report)
     job.report(total, total, "done")
     return report
 

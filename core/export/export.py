@@ -22,17 +22,17 @@ flow (which itself needs only `core.export.generator`).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import platform
 import secrets
 import shutil
 import struct
+import time
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,11 +40,15 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import write_error
+from core.cleanup import recover_swap
+from core.csvsafe import csv_text
 from core.errors import UserError
 from core.evaluation.recipe import RECIPE_CHOICES, Recipe, recipe_named
 from core.export.generator import PRECISIONS, Generator, load_generator, real_cache, trained_step
 from core.jobs import Job
 from core.labels import canonical_label
+from core.locks import hold_lock
 from core.options import option
 
 NIH_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -56,7 +60,7 @@ EXPORT_FORMAT = "cxr-workbench synthetic export"
 FIRST_PATIENT_ID = 90_000_000
 NIH_SPACING_MM = 0.143
 NIH_SIDE_PX = 1024
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+STAGING = "partial"  # the hidden folder an export is built in: `.OUT.partial-<random>` beside OUT
 
 
 @dataclass
@@ -131,12 +135,6 @@ class Demographics:
                    max_patient_id=int(ids.max()) if ids.size else 0)
 
 
-def neutralise_cell(value: object) -> str:
-    """Text that a spreadsheet will not run as a formula: a leading = + - @ (or tab/CR) gets a `'`."""
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def png_text_chunk(keyword: str, text: str) -> bytes:
     """One PNG tEXt chunk (Latin-1 keyword, NUL, Latin-1 text) with its CRC."""
     body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", "replace")
@@ -205,11 +203,13 @@ def _write_png(path: Path, image: np.ndarray, chunks: dict[str, str]) -> None:
     path.write_bytes(_encode(image, chunks))
 
 
-def _is_export(folder: Path) -> bool:
+def read_manifest(folder) -> dict | None:
+    """The manifest of a folder written by `export`, or None for any other folder (or an unreadable manifest)."""
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        manifest = json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT else None
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -218,7 +218,7 @@ def _check_target(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UserError(f"{out}: folder is not empty; choose another --out or pass --force to replace it")
-        if not _is_export(out):
+        if read_manifest(out) is None:
             raise UserError(f"{out}: not an earlier synthetic export (no {MANIFEST_NAME} of ours); "
                             "refusing to replace it even with --force")
 
@@ -307,14 +307,10 @@ def plan_rows(generator: Generator, counts: dict[str, int], seed: int, demograph
 
 
 def write_csv(path: Path, rows: list[dict], size: int) -> None:
-    buffer = io.StringIO()
-    buffer.write(NIH_HEADER + "\n")
-    writer = csv.writer(buffer, lineterminator="\n")
+    """The NIH-format CSV; every cell neutralised against spreadsheet formulas (`core.csvsafe`)."""
     spacing = spacing_for(size)
-    for row in rows:
-        writer.writerow([neutralise_cell(v) for v in (row["image"], row["class"], 0, row["patient_id"], row["age"],
-                                                      row["sex"], row["view"], size, size, spacing, spacing)])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    path.write_text(csv_text(((row["image"], row["class"], 0, row["patient_id"], row["age"], row["sex"], row["view"],
+                               size, size, spacing, spacing) for row in rows), header=NIH_HEADER), encoding="utf-8")
 
 
 def _manifest(generator: Generator, config: ExportConfig, size: int, rows: list[dict], counts: dict[str, int],
@@ -394,18 +390,37 @@ def screened_seeds(generator: Generator, counts: dict[str, int], config: ExportC
 def export(config: ExportConfig, job: Job | None = None, demographics: Demographics | None = None,
            generator: Generator | None = None) -> ExportResult:
     """Write the export described by `config`; on cancel or error nothing appears at `config.out`."""
-    import time
-
-    from core.evaluation.verdict import latest_verdict
-
     job = job or Job()
     started = time.monotonic()
     if not config.out:
         raise UserError("generate: --out (the export folder) is required")
     out = Path(config.out)
-    _check_target(out, config.force)
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: folder does not exist")
+    with _holding_target(out, job):
+        _check_target(out, config.force)
+        return _export_holding(config, out, job, demographics, generator, started)
+
+
+@contextmanager
+def _holding_target(out: Path, job: Job):
+    """One export per target (issue 11 #1): the target's OS lock for the whole export. Holding it, finish
+    or undo a `--force` swap that a kill cut between its two renames (#4), and remove killed exports'
+    unfinished folders (#10), before anything else can stop the export."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(hold_lock(out, "export target"))
+            for action in recover_swap(out, (STAGING,), is_complete=lambda folder: read_manifest(folder) is not None):  # its manifest is written last
+                job.log(action)
+        except OSError as error:
+            raise write_error(out, error) from error
+        yield
+
+
+def _export_holding(config: ExportConfig, out: Path, job: Job, demographics: Demographics | None,
+                    generator: Generator | None, started: float) -> ExportResult:
+    from core.evaluation.verdict import latest_verdict
+
     recipe = recipe_named(config.recipe)
     generator = generator or load_generator(config.run, batch_size=config.batch_size, precision=config.precision)
     counts, _ = requested_counts(config, generator, job)
@@ -416,9 +431,9 @@ def export(config: ExportConfig, job: Job | None = None, demographics: Demograph
         demographics = Demographics.from_cache(real_cache(generator, config.data, job), generator.classes)
     seeds, screening = screened_seeds(generator, counts, config, recipe, job)
     rows = plan_rows(generator, counts, config.seed, demographics, size, seeds)
-    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
-    (tmp / IMAGES_DIR).mkdir(parents=True)
+    tmp = out.parent / f".{out.name}.{STAGING}-{secrets.token_hex(4)}"
     try:
+        (tmp / IMAGES_DIR).mkdir(parents=True)
         _generate_into(tmp / IMAGES_DIR, generator, rows, size, config.threads, job, recipe.truncation)
         write_csv(tmp / CSV_NAME, rows, size)
         manifest = _manifest(generator, config, size, rows, counts, recipe, screening,
@@ -426,6 +441,9 @@ def export(config: ExportConfig, job: Job | None = None, demographics: Demograph
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         job.check()
         _publish(tmp, out, config.force)
+    except OSError as error:  # a full or read-only disk: one line naming the target, nothing left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(out, error) from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,8 +1,9 @@
 """`train(config, job) -> RunSummary`: the whole training task, from the data source to generator.keras.
 
 Order of work, so that nothing is prepared or written before the run folder is known to be usable:
-check the run folder (new run, or resume) -> prepare the cache if `data` is an NIH folder -> write
-config.json -> build and compile -> train -> save.
+lock the run folder for the whole run (a second train or resume is refused; a killed run's temporaries
+are removed) -> check the run folder (new run, or resume) -> prepare the cache if `data` is an NIH
+folder -> write config.json -> build and compile -> train -> save.
 
 What the loop guarantees:
 - metrics.jsonl gets one row per `log_every` steps (averages over those steps); the job receives the
@@ -27,17 +28,20 @@ import json
 import math
 import os
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, describe_os_error
+from core.cleanup import clean_run_folder
 from core.errors import UserError
 from core.gan.batches import TrainingData, make_dataset, open_cache
 from core.gan.config import TrainConfig
 from core.gan.runs import RunPaths, append_metrics, truncate_metrics
 from core.jobs import Cancelled, Job
+from core.locks import hold_lock
 from core.render import sample_grid
 
 SAMPLE_COLUMNS = 8
@@ -238,7 +242,7 @@ def _write(path: Path, write) -> None:
     try:
         write()
     except OSError as error:
-        raise UserError(f"{path}: cannot write ({error.strerror or error}); free space or choose another "
+        raise UserError(f"{path}: cannot write ({describe_os_error(error)}); free space or choose another "
                         f"run folder, then resume") from None
 
 
@@ -312,6 +316,25 @@ def train(config: TrainConfig, job: Job | None = None, data: TrainingData | None
     config.validate()
     job = job or Job()
     config = replace(config, classes=config.class_names(), run=_worker_run_folder(config))
+    with _holding_run_folder(config.run):
+        return _train_holding(config, job, data)
+
+
+@contextmanager
+def _holding_run_folder(run_dir: str):
+    """One `train` per run folder (issue 11 #1): an OS lock held for the whole run, released on any exit
+    (kill -9 included); a second train or resume gets "RUN is in use by process N". Holding it, the
+    temporaries a killed run left (`.step_*.tmp`, `.generator.tmp.keras`) are ours to remove."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(hold_lock(run_dir, "run folder"))
+            clean_run_folder(run_dir)
+        except OSError as error:  # the run's own writes say which file failed (`_write`)
+            raise UserError(f"{run_dir}: cannot write the run folder ({describe_os_error(error)})") from error
+        yield
+
+
+def _train_holding(config: TrainConfig, job: Job, data: TrainingData | None) -> RunSummary:
     run = _Run(config, job)
     run.check_folder()
     note = configure_threads(config.threads)

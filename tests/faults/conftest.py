@@ -82,6 +82,24 @@ def child(code: str, *args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.fixture
+def holder():
+    """`start(code, *args)` runs a child until it prints "held"; all children are killed afterwards."""
+    started = []
+
+    def start(code: str, *args) -> "subprocess.Popen":
+        process = child(code, *args)
+        started.append(process)
+        line = process.stdout.readline()
+        assert line.strip() == "held", process.stderr.read()
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
 def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python main.py ARGS` from this checkout."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}

@@ -125,3 +125,32 @@ def test_the_cache_meta_csv_holds_no_formula_and_reads_back_as_written(dataset, 
     assert_no_runnable_cells(out / "meta.csv")
     meta = PreparedCache.open(out).meta.set_index("image")
     assert meta.loc["=cmd.png", "sex"] == "=1+1" and meta.loc["=cmd.png", "view"] == "@SUM(1)"
+
+
+def test_every_csv_writer_of_the_tool_goes_through_csvsafe():
+    """Issue 11 #2 "in one place": a module that builds CSV rows (csv.writer, DictWriter, to_csv) must take
+    its cells from `core.csvsafe`. (The phantom generator writes its own fixed demo CSVs: no user text.)"""
+    repo = Path(__file__).resolve().parents[2]
+    writers = ("csv.writer(", "DictWriter(", ".to_csv(")
+    offenders = []
+    for path in sorted(p for folder in ("core", "cli", "app") for p in (repo / folder).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "csvsafe.py" and any(w in text for w in writers) and "core.csvsafe import" not in text:
+            offenders.append(path.relative_to(repo).as_posix())
+    assert offenders == []
+
+
+def test_the_dicom_import_and_the_export_csv_neutralise_hostile_cells(tmp_path):
+    from core.data.dicom import data_entry_text
+    from core.export.export import write_csv
+
+    hostile = FORMULAS[:4]
+    text = data_entry_text([{"image": f"{i + 1:08d}_000.png", "labels": cell, "age": 50, "sex": cell, "view": "PA",
+                             "width": 8, "height": 8, "spacing": (0.1, 0.1)} for i, cell in enumerate(hostile)])
+    (tmp_path / "import.csv").write_text(text, encoding="utf-8")
+    assert_no_runnable_cells(tmp_path / "import.csv")
+    write_csv(tmp_path / "export.csv", [{"image": f"x{i}.png", "class": cell, "patient_id": i, "age": 50, "sex": cell,
+                                         "view": cell} for i, cell in enumerate(hostile)], 64)
+    assert_no_runnable_cells(tmp_path / "export.csv")
+    rows = list(csv.reader((tmp_path / "export.csv").open(encoding="utf-8")))[1:]
+    assert [restore(row[1]) for row in rows] == hostile, "the cells read back as written"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import core.data.cache as cache_module
-from core.atomic import WriteError, atomic_write_bytes, reporting_write_errors
+from core.atomic import WriteError, atomic_write_bytes, atomic_write_text, reporting_write_errors
 from core.data.annotations import Box, open_store
 from core.data.cache import CacheError, PrepareConfig, PreparedCache, prepare
 from core.data.dataset import open_dataset
@@ -204,3 +204,14 @@ def test_the_cache_array_file_is_a_valid_npy(tmp_path):
         array.keep_rows(np.array([True, False, True, False, True]))
     loaded = np.load(path, allow_pickle=False)
     assert loaded.shape == (3, 4, 4) and [int(a[0, 0]) for a in loaded] == [0, 2, 4]
+
+
+def test_a_private_file_keeps_the_mode_asked_for_whatever_the_umask(tmp_path):
+    """The DICOM import's patient mapping must stay owner-only (0600), also when replaced."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "mapping.json", "{}", mode=0o600)
+        atomic_write_text(tmp_path / "mapping.json", "{ }", mode=0o600)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "mapping.json").stat().st_mode & 0o777 == 0o600

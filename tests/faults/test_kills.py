@@ -3,6 +3,7 @@ and `prepare`. After each kill: every visible file parses, holds the state befor
 (never a mix, never half a file), and the next start cleans up and goes on."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -15,6 +16,7 @@ import pytest
 from core.data.annotations import Box, open_store, read_bbox_list, read_edited_labels
 from core.data.cache import PrepareConfig, PreparedCache, prepare
 from core.data.dataset import open_dataset
+from core.errors import UserError
 
 from tests.faults.conftest import child
 
@@ -208,3 +210,59 @@ def test_prepare_killed_anywhere_leaves_a_whole_cache_and_the_next_prepare_recov
     assert np.array_equal(np.asarray(PreparedCache.open(out).images), references[48])
     assert result.reused == (state in ("size 48", "between the renames")), "a finished build is kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"], "leftovers of the kill remain"
+
+
+# ---- export (generate) with --force: a fake generator, so no TensorFlow is needed
+
+EXPORTER = """
+import sys
+from pathlib import Path
+from tests.faults.test_wiring import run_export
+""" + KILL_AT + """
+print("ready", flush=True)
+run_export(Path(sys.argv[1]), Path(sys.argv[2]), {"Mass": 3, "Nodule": 2}, force=True)
+print("done", flush=True)
+"""
+
+
+def export_state(out: Path) -> str:
+    """"earlier" or "new" (whole: every image the manifest lists is there); anything else fails."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    if manifest.get("note") == "the earlier export":
+        return "earlier"
+    names = sorted(entry["image"] for entry in manifest["images"])
+    assert len(names) == 5 and sorted(p.name for p in (out / "images").iterdir()) == names, "a partial export"
+    assert len((out / "Data_Entry_2017.csv").read_text().splitlines()) == 6
+    return "new"
+
+
+# os.replace 1 and 2 are the two renames of the --force swap; unlink 1 is inside removing the old copy.
+@pytest.mark.parametrize("kill_at, expected", [
+    ("", ("earlier", "new")), ("", ("earlier", "new")), ("replace:1", ("earlier",)),
+    ("after_replace:1", ("new",)), ("after_replace:2", ("new",)), ("after_unlink:1", ("new",))])
+def test_export_force_killed_anywhere_is_restored_or_finished_at_the_next_start(tmp_path, kill_at, expected):
+    from tests.faults.test_wiring import earlier_export, run_export
+
+    run, work = tmp_path / "run", tmp_path / "work"
+    run.mkdir()
+    work.mkdir()
+    out = earlier_export(work / "export")
+    process = child(EXPORTER, run, out, env={"KILL_AT": kill_at})
+    try:
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        if not kill_at:
+            time.sleep(RANDOM.uniform(0.0, 0.5))
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if kill_at:
+        assert process.returncode == -signal.SIGKILL, process.stderr.read()[-2000:]
+    if kill_at == "after_replace:1":
+        assert not out.exists(), "the kill did not land between the renames"
+    with pytest.raises(UserError, match="nothing to export"):  # the next start, stopping on a bad option
+        run_export(run, out, {"Mass": 0}, force=True)
+    assert export_state(out) in expected
+    assert sorted(p.name for p in work.iterdir()) == ["export"], "leftovers of the kill remain"

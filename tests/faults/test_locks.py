@@ -13,7 +13,6 @@ from core.data.cache import PrepareConfig, prepare
 from core.data.dataset import open_dataset
 from core.locks import FolderInUse, acquire, hold_lock, lock_file_for
 
-from tests.faults.conftest import child
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the locks are POSIX flock")
 
@@ -35,24 +34,6 @@ assert store.add_box(index.table["image"].iloc[0], Box("Mass", 1, 1, 5, 5)), sto
 print("held", flush=True)
 time.sleep(600)
 """
-
-
-@pytest.fixture
-def holder():
-    """`start(code, *args)` runs a child until it prints "held"; all children are killed afterwards."""
-    started = []
-
-    def start(code: str, *args) -> "subprocess.Popen":
-        process = child(code, *args)
-        started.append(process)
-        line = process.stdout.readline()
-        assert line.strip() == "held", process.stderr.read()
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def test_a_second_holder_is_told_which_process_holds_the_folder(holder, tmp_path):

@@ -1,9 +1,5 @@
-"""Issue 11 faults whose fix lives in files the lead owns (export, train, the run config).
-
-The pieces are built and tested in `core/locks.py`, `core/cleanup.py` and `core/atomic.py`; these tests
-say what the wired behaviour must be. Those marked `WIRED_BY_LEAD` are strict xfails until the lead adds
-the calls listed in the h-faults report; then they pass and the marker comes off. The run-config ones
-already pass (main bc7d742 validates every field of config.json by name).
+"""Issue 11 faults whose fix lives in the tasks (export, train, evaluate, the run config): the pieces of
+`core/locks.py`, `core/cleanup.py` and `core/atomic.py` as the tasks use them.
 """
 from __future__ import annotations
 
@@ -18,10 +14,7 @@ import pytest
 from core.errors import UserError
 from core.locks import hold_lock
 
-from tests.faults.conftest import cli
-
-WIRED_BY_LEAD = pytest.mark.xfail(strict=True, reason="wired by the lead")
-
+from tests.faults.conftest import assert_one_line_error, cli
 
 # ---- export (generate): a fake generator, so no TensorFlow is needed
 
@@ -59,7 +52,6 @@ def earlier_export(folder: Path) -> Path:
     return folder
 
 
-@WIRED_BY_LEAD
 def test_an_export_target_in_use_is_refused(tmp_path):
     out = tmp_path / "export"
     with hold_lock(out, "export target"):
@@ -67,7 +59,6 @@ def test_an_export_target_in_use_is_refused(tmp_path):
             run_export(tmp_path, out, {"Mass": 2})
 
 
-@WIRED_BY_LEAD
 def test_an_export_swap_cut_by_a_kill_is_restored_at_the_next_start(tmp_path):
     """--force was killed between its two renames: the target is gone, the old copy is in `.export.old-*`.
     The next export restores it first thing, even when that export then stops on a bad option."""
@@ -80,7 +71,6 @@ def test_an_export_swap_cut_by_a_kill_is_restored_at_the_next_start(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
-@WIRED_BY_LEAD
 def test_an_export_on_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(tmp_path, small_disk):
     disk = small_disk.make("1m")
     out = disk / "export"
@@ -89,7 +79,6 @@ def test_an_export_on_a_full_disk_is_one_line_naming_the_target_and_leaves_nothi
     assert list(disk.iterdir()) == []
 
 
-@WIRED_BY_LEAD
 def test_an_export_into_read_only_storage_is_one_line(tmp_path, small_disk):
     disk = small_disk.make("1m")
     small_disk.read_only(disk)
@@ -106,6 +95,7 @@ HOSTILE_CONFIG = {
     "negative latent": {"latent_dim": -5},
     "steps 1e100": {"steps": 1e100},
     "a million threads": {"threads": 1_000_000},
+    "lr 1e15": {"lr_g": 1e15},
 }
 
 
@@ -151,7 +141,6 @@ def tiny_cache(tmp_path_factory, phantom_root) -> Path:
 
 
 @pytest.mark.slow
-@WIRED_BY_LEAD
 def test_a_second_train_on_a_run_folder_is_refused_and_the_next_cleans_the_leftovers(tmp_path, tiny_cache):
     """Two `train` processes on one run folder: the second is refused at once and touches nothing. The
     next start that holds the folder removes the killed run's temporaries before anything else (here it
@@ -174,3 +163,131 @@ def test_a_second_train_on_a_run_folder_is_refused_and_the_next_cleans_the_lefto
     done = cli(*args, "--size", "64", timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not any(path.exists() for path in leftovers)
+
+
+def test_a_second_resume_is_refused_before_it_reads_or_writes_anything(tmp_path):
+    """Two `train --resume` on one run: the second stops at the lock (no TensorFlow, no file touched)."""
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{ not read while the run is in use")
+    with hold_lock(run, "run folder"):
+        with pytest.raises(UserError, match=f"{run} is in use by process {os.getpid()}"):
+            train(TrainConfig(run=str(run), data=str(tmp_path / "cache"), resume=True))
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+class _Weights:
+    weights: list = []
+
+
+class _FakeEngine:
+    """What the trainer's save helpers use of a GanEngine: weights to check, state bytes, `ema.save`."""
+
+    def __init__(self, size: int):
+        self.generator = self.discriminator = _Weights()
+        self.size = size
+        engine = self
+
+        class Ema(_Weights):
+            @staticmethod
+            def save(path):
+                Path(path).write_bytes(b"k" * engine.size)
+
+        self.ema = Ema()
+
+    def state_bytes(self, step: int, extra: dict) -> bytes:
+        return b"s" * self.size
+
+
+def _saving_run(run_dir: Path):
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import _Run
+    from core.jobs import Job
+
+    run = _Run(TrainConfig(run=str(run_dir)), Job())
+    run.paths.make()
+    return run
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "generator"])
+def test_a_train_save_on_a_full_disk_is_one_line_and_leaves_no_partial_file(small_disk, what):
+    run = _saving_run(small_disk.make("1m") / "run")
+    engine = _FakeEngine(2 * 1024 * 1024)
+    target = run.paths.checkpoint(500) if what == "checkpoint" else run.paths.generator
+    with pytest.raises(UserError, match=f"^{target}: cannot write \\(no space left on the disk\\)"):
+        run.save_checkpoint(engine, 500, 1.0) if what == "checkpoint" else run.save_generator(engine)
+    left = sorted(p.relative_to(run.paths.root).as_posix() for p in run.paths.root.rglob("*") if p.is_file())
+    assert left == [], left
+
+
+def test_a_train_save_on_read_only_storage_is_one_line(small_disk):
+    run = _saving_run(small_disk.make("1m") / "run")
+    small_disk.read_only(run.paths.root.parent)
+    with pytest.raises(UserError, match=f"^{run.paths.checkpoint(500)}: cannot write \\(the file system is read-only\\)"):
+        run.save_checkpoint(_FakeEngine(10), 500, 1.0)
+    with pytest.raises(UserError, match=f"^{run.paths.generator}: cannot write \\(the file system is read-only\\)"):
+        run.save_generator(_FakeEngine(10))
+
+
+def test_a_train_on_read_only_storage_is_one_line_naming_the_run_folder(small_disk):
+    from core.gan.config import TrainConfig
+    from core.gan.trainer import train
+
+    disk = small_disk.make("1m")
+    small_disk.read_only(disk)
+    with pytest.raises(UserError, match=f"^{disk / 'run'}: cannot write the run folder \\(the file system is read-only\\)"):
+        train(TrainConfig(run=str(disk / "run"), data=str(disk / "cache")))
+
+
+def test_a_learning_rate_of_1e15_is_refused_before_training(tmp_path):
+    """Issue 11 #3: lr 1e15 overflowed the weights while the losses stayed finite. The option is refused
+    by range now; weights that still overflow stop the run with the last good checkpoint kept
+    (tests/test_gan_trainer.py::test_weights_that_overflow_while_losses_stay_finite_are_caught_before_saving)."""
+    done = cli("train", "--data", tmp_path / "nih", "--run", tmp_path / "run", "--lr-g", "1e15", "--lr-d", "1e15",
+               timeout=60)
+    assert_one_line_error(done, "--lr-g must be between")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- evaluate: a toy generator (a real Keras model, so TensorFlow loads: slow)
+
+@pytest.fixture(scope="module")
+def toy_real():
+    from core.evaluation.real_data import RealData
+    from tests.test_generate import TOY_CLASSES, toy_real_data
+
+    images, labels, split = toy_real_data(per_class=20, size=32)
+    names = np.array([f"{i + 1:08d}_000.png" for i in range(len(labels))], dtype=object)
+    return RealData(images=images, labels=labels, split=split, classes=TOY_CLASSES, source="toy", names=names,
+                    patient_ids=np.array([str(i + 1) for i in range(len(labels))], dtype=object))
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill the tmpfs `disk` up to `leave` free bytes."""
+    stats = os.statvfs(disk)
+    free = stats.f_bavail * stats.f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_an_evaluation_on_a_full_or_read_only_disk_is_one_line_and_leaves_nothing_partial(small_disk, toy_real,
+                                                                                           fault):
+    from core.evaluation.evaluate import EvaluateConfig, evaluate
+    from tests.test_generate import write_toy_run
+
+    disk = small_disk.make("4m")
+    run = write_toy_run(disk / "run", "follows")
+    before = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*"))
+    if fault == "full":
+        _fill(disk, 16 * 1024)
+    else:
+        small_disk.read_only(disk)
+    reason = "no space left on the disk" if fault == "full" else "the file system is read-only"
+    with pytest.raises(UserError, match=f"^{run / 'evaluation'}: cannot write \\({reason}\\)$"):
+        evaluate(EvaluateConfig(run=str(run), n=6, classifier_steps=5, pairs=4), real=toy_real)
+    after = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.name != "filler")
+    assert [p for p in after if p not in before and not p.endswith("evaluation")] == [], "partial files left"
