@@ -2,7 +2,7 @@
 
 Fed by the training job's "quality" events (`core.evaluation.live_quality`). One line per class over the
 steps, the judge's accuracy on real held-out images as a dashed ceiling (a perfect generator reaches it)
-and chance as a dotted floor; the key sits in the title, not on the curves. A line of text under the plot
+and chance as a dotted floor; the colour key wraps under the plot, never over the curves. A line of text under the plot
 says where the model stands in words. Redrawn from a 10 Hz timer, like the loss plots.
 """
 from __future__ import annotations
@@ -40,28 +40,35 @@ class QualityPlot(QWidget):
         for line in (self.ceiling, self.floor):
             line.setVisible(False)
             self.plot.addItem(line)
+        self.key = QLabel("", wordWrap=True)     # the colour key wraps below the plot, never over the curves
         self.summary = QLabel(EMPTY_HINT, wordWrap=True)
         self.summary.setObjectName("hint")
-        self._set_title([])
+        self.plot.setTitle("Class fidelity (judge)")
+        self._set_key([])
         self.timer = QTimer(self, interval=100)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.key)
         layout.addWidget(self.summary)
 
-    def _set_title(self, classes: list[str]) -> None:
-        key = "  ".join(f"<span style='color:{CLASS_COLOURS[i % len(CLASS_COLOURS)]}'>&#9644; {name}</span>"
-                        for i, name in enumerate(classes))
-        self.plot.setTitle("Class fidelity (judge)" + (f"<br><span style='font-size:7pt'>{key}</span>" if key else ""))
+    def _set_key(self, classes: list[str]) -> None:
+        entries = [f"<span style='color:{CLASS_COLOURS[i % len(CLASS_COLOURS)]}'>&#9644;&nbsp;{name}</span>"
+                   for i, name in enumerate(classes)]
+        if entries:
+            entries.append("<span style='color:#dde3ea'>- - judge on real images</span>")
+            entries.append("<span style='color:#7b8794'>&middot;&middot;&middot; chance</span>")
+        self.key.setText(" &nbsp; ".join(entries))
+        self.key.setVisible(bool(entries))
 
     def clear(self) -> None:
         self.events = []
         for curve in self.curves.values():
             self.plot.removeItem(curve)
         self.curves = {}
-        self._set_title([])
+        self._set_key([])
         self.ceiling.setVisible(False)
         self.floor.setVisible(False)
         self.summary.setText(EMPTY_HINT)
@@ -86,7 +93,7 @@ class QualityPlot(QWidget):
                 self.plot.removeItem(curve)
             self.curves = {name: self.plot.plot([], [], pen=pg.mkPen(CLASS_COLOURS[i % len(CLASS_COLOURS)], width=2))
                            for i, name in enumerate(classes)}
-            self._set_title(classes)
+            self._set_key(classes)
         steps = np.array([e["step"] for e in events], dtype=float)
         for name, curve in self.curves.items():
             values = np.array([e["per_class"].get(name, np.nan) for e in events], dtype=float)

@@ -24,11 +24,11 @@ def test_the_plot_draws_a_line_per_class_with_the_judge_as_ceiling_and_says_wher
     assert plot.points("Mass") == 2 and plot.points("Nodule") == 2
     assert plot.ceiling.isVisible() and plot.ceiling.value() == pytest.approx(0.9)
     assert plot.floor.value() == pytest.approx(0.5)
-    assert "Mass" in plot.plot.plotItem.titleLabel.text            # the key is in the title, not on the curves
+    assert "Mass" in plot.key.text() and "chance" in plot.key.text()   # the key is beside the plot, not on it
     assert "Step 100: 94%" in plot.summary.text() and "good enough" in plot.summary.text()
     assert "not learned" in summary_text(_event(50, {"Mass": 0.0, "Nodule": 0.5}))
     plot.clear()
-    assert plot.points("Mass") == 0 and "appears here" in plot.summary.text()
+    assert plot.points("Mass") == 0 and "appears here" in plot.summary.text() and plot.key.isHidden()
 
 
 @pytest.mark.slow
