@@ -389,7 +389,8 @@ class EvaluatePanel(QWidget):
         runner.progress.connect(self._progress)
         runner.finished.connect(on_result)
         runner.finished.connect(lambda _: self.status.setText(f"{what}: done."))
-        runner.cancelled.connect(lambda message, _: self.status.setText(f"{what}: stopped."))
+        runner.cancelled.connect(lambda message, _: (self.status.setText(f"{what}: stopped; no report was written."),
+                                                     self.progress.setValue(0)))
         runner.failed.connect(self._fail)
         runner.done.connect(self._finished)
         self._runner = runner

@@ -252,6 +252,10 @@ class TrainPanel(QWidget):
         right_split.addWidget(bottom)
         right_split.setStretchFactor(0, 2)
         right_split.setStretchFactor(1, 3)
+        bottom.setSizes([3000, 2000])       # initial shares, whatever size the first sample grid has
+        right_split.setSizes([1000, 1000])
+        for splitter in (bottom, right_split):
+            splitter.splitterMoved.connect(self._rescale_samples)
         right = QVBoxLayout()
         right.addLayout(buttons)
         right.addWidget(right_split, 1)
@@ -501,7 +505,7 @@ class TrainPanel(QWidget):
         self._sample_image = image
         self._rescale_samples()
 
-    def _rescale_samples(self) -> None:
+    def _rescale_samples(self, *_moved) -> None:
         if self._sample_image is not None and not self._sample_image.isNull():
             pixmap = QPixmap.fromImage(self._sample_image)
             self.samples.setPixmap(pixmap.scaled(self.samples.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))

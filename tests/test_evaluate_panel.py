@@ -86,5 +86,5 @@ def test_stop_ends_a_running_evaluation(qtbot, panel, demo_root, tmp_path):
     assert "ETA" in panel.eta.text()
     panel.stop_button.click()
     _wait_idle(qtbot, panel)
-    assert panel.status.text().endswith("stopped.")
+    assert panel.status.text().endswith("stopped; no report was written.")
     assert not (run / "evaluation" / "report.json").exists()
