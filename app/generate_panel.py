@@ -130,6 +130,7 @@ class GeneratePanel(QWidget):
         self.preview_label.setMinimumSize(300, 300)
         self._build_layout(choose, choose_out)
         self._set_busy(False)
+        self._counts_mode_changed()
 
     def _build_layout(self, choose, choose_out) -> None:
         run_row = QHBoxLayout()
@@ -338,6 +339,8 @@ class GeneratePanel(QWidget):
             return
         self._start("preview", PreviewConfig(run=self.generator["run_dir"], classes=classes, seed=self.seed.value()),
                     on_finished=self._show_preview)
+        if self._grid is None:
+            self.preview_label.setText("Drawing the preview (loading the generator takes a few seconds)…")
 
     def _show_preview(self, grid: np.ndarray) -> None:
         grid = np.ascontiguousarray(grid)

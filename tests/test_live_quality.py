@@ -100,6 +100,14 @@ def test_the_training_job_passes_everything_through_and_adds_quality_after_sampl
     watched.request_stop()
     assert parent.stop_requested
 
+    seen.clear()    # a run that ends while its last grid waits for the judge: judged on closing
+    last = QualityJob(Job(on_event=lambda kind, payload: seen.append((kind, payload))), config, SAMPLE_COLUMNS)
+    last.emit("samples", SampleGrid(11, grid, tmp_path / "run" / "samples" / "step_0000011.png"))
+    last.quality.wait_for_judge()
+    assert not any(kind == "quality" for kind, _ in seen)
+    last.close()
+    assert [payload["step"] for kind, payload in seen if kind == "quality"] == [11]
+
 
 @pytest.mark.slow
 def test_a_judge_that_cannot_be_built_turns_live_quality_off_in_one_line(toy, tmp_path):

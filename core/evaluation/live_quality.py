@@ -122,7 +122,7 @@ class LiveQuality:
         if self.failed or self.columns < LIVE_QUALITY_MIN_COLUMNS:
             return []
         try:
-            tiles, labels = grid_tiles(grid, len(self.classes), self.size, self.columns)
+            tiles, _ = grid_tiles(grid, len(self.classes), self.size, self.columns)
         except ValueError as error:
             self.failed = True
             self._log(f"live quality is off for this run: {error}")
@@ -130,8 +130,13 @@ class LiveQuality:
         self._pending.append((step, tiles))
         if self._thread is None:
             self._start_judge(run_dir, data)
-        if self._judge is None:
+        return self.judge_pending()
+
+    def judge_pending(self) -> list[dict]:
+        """Quality events of the queued grids, oldest first, once the judge is ready (else [])."""
+        if self._judge is None or not self._pending:
             return []
+        labels = np.repeat(np.arange(len(self.classes)), self.columns)
         events = []
         started = time.monotonic()
         for pending_step, pending_tiles in self._pending:
@@ -192,5 +197,10 @@ class QualityJob(Job):
             self._parent.log(quality_text(event))
 
     def close(self) -> None:
+        """At the end of training: stop a judge still training; grids waiting for a judge that became
+        ready since the last grid are judged now (the last grid of a run is the one that matters)."""
         if self.quality is not None:
             self.quality.close()
+            for event in self.quality.judge_pending():
+                self._parent.emit(QUALITY_EVENT, event)
+                self._parent.log(quality_text(event))
