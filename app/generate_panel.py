@@ -31,20 +31,13 @@ from core.jobs import format_duration
 RECOMMENDED = "recommended"
 
 
-def _field_help(name: str) -> str:
+def _export_option(name: str) -> dict:
+    """The help text and choices of an ExportConfig field (the one source of the export's options)."""
     from dataclasses import fields
 
     from core.export.export import ExportConfig
 
-    return plain(next(f.metadata["help"] for f in fields(ExportConfig) if f.name == name))
-
-
-def _field_choices(name: str) -> tuple:
-    from dataclasses import fields
-
-    from core.export.export import ExportConfig
-
-    return next(f.metadata["choices"] for f in fields(ExportConfig) if f.name == name)
+    return next(f.metadata for f in fields(ExportConfig) if f.name == name)
 
 
 class GeneratePanel(QWidget):
@@ -75,7 +68,7 @@ class GeneratePanel(QWidget):
         self.counts.verticalHeader().setVisible(False)
         self.counts.setToolTip("Tick the classes to preview and export; set how many images of each")
         self.counts_recommended = QRadioButton("Recommended counts")
-        self.counts_recommended.setToolTip(_field_help("counts"))
+        self.counts_recommended.setToolTip(plain(_export_option("counts")["help"]))
         self.counts_by_hand = QRadioButton("Set counts by hand")
         self.counts_by_hand.setToolTip("Tick the classes and give each the number of images to export")
         self._counts_mode = QButtonGroup(self)
@@ -87,9 +80,9 @@ class GeneratePanel(QWidget):
         self.counts_note.setWordWrap(True)
         self.counts_note.setObjectName("hint")
         self.recipe = QComboBox()
-        self.recipe.addItems(list(_field_choices("recipe")))
+        self.recipe.addItems(list(_export_option("recipe")["choices"]))
         self.recipe.setCurrentText(RECOMMENDED)
-        self.recipe.setToolTip(_field_help("recipe"))
+        self.recipe.setToolTip(plain(_export_option("recipe")["help"]))
         self.banner = VerdictBanner(bench_is_elsewhere=True)
         self.verdict: dict = {"verdict": "not_run"}
         self.seed = QSpinBox(minimum=0, maximum=2_000_000_000, value=0)
