@@ -159,6 +159,7 @@ class BrowseTab(QWidget):
         self.row = None
         self._declined.clear()
         self.metadata.root = index.root
+        self.metadata.synthetic = bool(synthetic_note)
         self.demo_banner.setText(demo_note)
         self.demo_banner.setVisible(bool(demo_note))
         self.synthetic_banner.setText(synthetic_note)
@@ -237,7 +238,8 @@ class BrowseTab(QWidget):
                           f"{self.image} is labelled \u201c{current.replace('|', ', ')}\u201d, without {finding}.\n\n"
                           + (f"Replace No Finding with {finding}?" if replace
                              else f"Add {finding} to its Finding Labels?")
-                          + "\nEither way the box is kept; Undo takes back both.", parent=self)
+                          + "\nEither way the box is kept. If added, box and label are one step for Undo.",
+                          parent=self)
         add = box.addButton(f"Label it {finding}" if replace else f"Add {finding}", QMessageBox.AcceptRole)
         box.addButton("Keep the labels", QMessageBox.RejectRole)
         box.setDefaultButton(add)

@@ -129,8 +129,11 @@ class ImageViewer(QWidget):
         self.window_readout.setToolTip("Grey window applied to the image: width W and centre L, in the file's "
                                        "0-255 grey values. Drag the levels on the histogram to change it.")
         self.image_view.ui.graphicsView.installEventFilter(self)
-        self.note = pg.TextItem("", color="#cfd8dc", anchor=(0.5, 0.5))
-        self.view_box.addItem(self.note, ignoreBounds=True)
+        # Centred on the widget, not placed in image coordinates: with no image the view keeps the last
+        # image's range, and a note at (0, 0) showed half cut off in a corner.
+        self.note = QLabel("", self.image_view.ui.graphicsView)
+        self.note.setObjectName("viewerNote")
+        self.note.hide()
         self.items: list[BoxItem] = []
         self.selected = -1
         self.show_boxes = True
@@ -141,8 +144,9 @@ class ImageViewer(QWidget):
         layout.addWidget(self.image_view)
 
     def eventFilter(self, watched, event) -> bool:
-        if event.type() == QEvent.Resize:   # keep the readout in the bottom-left corner of the image area
+        if event.type() == QEvent.Resize:   # keep the readout in the bottom-left corner, the note centred
             self._place_readout()
+            self._place_note()
         return False
 
     def set_readout(self, text: str) -> None:
@@ -154,6 +158,11 @@ class ImageViewer(QWidget):
         area = self.image_view.ui.graphicsView.rect()
         self.window_readout.move(8, area.height() - self.window_readout.height() - 8)
 
+    def _place_note(self) -> None:
+        self.note.adjustSize()
+        area = self.image_view.ui.graphicsView.rect()
+        self.note.move((area.width() - self.note.width()) // 2, (area.height() - self.note.height()) // 2)
+
     # ---- image
     def set_image(self, pixels: np.ndarray | None, message: str = "") -> None:
         """Show `pixels` (uint8 H x W) keeping the zoom when the size is unchanged; None shows `message`.
@@ -163,8 +172,8 @@ class ImageViewer(QWidget):
             self.image_view.clear()
             self._shape = None
             self.note.setText(message)
-            self.note.setPos(0, 0)
-            self.note.setVisible(True)
+            self.note.setVisible(bool(message))
+            self._place_note()
             return
         self.note.setVisible(False)
         same_size = self._shape == pixels.shape
@@ -261,6 +270,7 @@ class MetadataPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.root = None   # dataset folder: the File row shows paths relative to it (full path as tooltip)
+        self.synthetic = False   # synthetic images belong to no split: the index's split would mislead
         self.values: dict[str, QLabel] = {}
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
@@ -296,6 +306,8 @@ class MetadataPanel(QWidget):
         if path and self.root is not None and Path(path).is_relative_to(self.root):
             path = str(Path(path).relative_to(self.root))
         row["path"] = path or "(file not found)"
+        if self.synthetic:
+            row["split"] = "none (synthetic)"
         for key, label in self.values.items():
             value = row.get(key, "")
             label.setText("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))

@@ -22,6 +22,13 @@ def run_prepare(config, job: Job):
     return prepare(config, job)
 
 
+def run_demo_data(config, job: Job):
+    """DemoConfig -> Path: the procedural phantom dataset in NIH layout (no TensorFlow)."""
+    from core.data.phantoms import demo_data
+
+    return demo_data(config, job)
+
+
 def run_import_dicom(config, job: Job):
     """ImportDicomConfig -> ImportResult: a folder tree of DICOM files into (or onto) an NIH-layout dataset."""
     from core.data.dicom import import_dicom
@@ -74,6 +81,7 @@ def run_augment_bench(config, job: Job) -> dict:
 
 TASKS: dict[str, Callable[[Any, Job], Any]] = {
     "prepare": run_prepare,
+    "demo-data": run_demo_data,
     "import-dicom": run_import_dicom,
     "train": run_train,
     "preview": run_preview,

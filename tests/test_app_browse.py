@@ -312,8 +312,10 @@ def _only(panel, label: str) -> None:
     panel.apply_filters()
 
 
-def test_a_filter_that_removes_the_shown_image_shows_the_first_remaining_one_or_none(window):
+def test_a_filter_that_removes_the_shown_image_shows_the_first_remaining_one_or_none(window, qtbot):
     panel, browse = window.browse.panel, window.browse
+    window.show()
+    qtbot.waitExposed(window)
     _only(panel, "Mass")
     panel.select_view_row(2)
     assert browse.image != panel.model.index(0, 0).data()
@@ -328,6 +330,13 @@ def test_a_filter_that_removes_the_shown_image_shows_the_first_remaining_one_or_
     assert browse.viewer.image_view.image is None
     assert browse.metadata.values["image"].text() == ""
     assert browse.viewer.items == []
+    note, area = browse.viewer.note, browse.viewer.image_view.ui.graphicsView.rect()
+    assert note.isVisible() and note.text() == "No image matches the filters"
+    assert area.contains(note.geometry()), "the whole note is in view"
+    assert abs(note.geometry().center().x() - area.center().x()) <= 2
+    panel.filters.search.setText("")
+    panel.apply_filters()
+    assert browse.image == panel.model.index(0, 0).data() and not note.isVisible()
 
 
 def test_a_nodule_box_on_a_mass_image_offers_the_label_and_undoes_as_one_step(window):

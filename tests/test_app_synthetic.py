@@ -78,6 +78,7 @@ def test_an_export_opens_like_a_dataset_marked_synthetic_and_read_only(window, q
     assert "SYNTHETIC" in banner and "6 generated" in banner and "chest-run" in banner and "step 89" in banner
     assert browse.viewer.synthetic_mark.isVisible()
     assert browse.image.startswith("synth_") and browse.viewer.image_view.image is not None
+    assert browse.metadata.values["split"].text() == "none (synthetic)"
     assert window.controller is None
     assert not any(w.isEnabled() for w in (browse.draw_button, browse.labels_button, browse.finding))
     assert not window.export_csv.isEnabled()
@@ -102,6 +103,7 @@ def test_filters_work_on_an_export_and_a_real_dataset_afterwards_clears_the_mark
     assert not window.browse.viewer.synthetic_mark.isVisible()
     assert "SYNTHETIC" not in window.windowTitle()
     assert window.controller is not None and window.browse.draw_button.isEnabled()
+    assert window.browse.metadata.values["split"].text() in {"train", "val", "test"}
 
 
 def test_an_image_of_another_size_is_fitted_in_the_view(window, qtbot, export_folder, tmp_path, demo_root):

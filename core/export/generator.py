@@ -176,6 +176,17 @@ def _check_signature(model: Any, path: Path, latent_dim: int, size: int) -> None
         raise refuse(f"output shape {shapes}, expected (None, {size}, {size}, 1)")
 
 
+def _check_class_count(model: Any, config_path: Path, classes: list[str]) -> None:
+    """A config.json listing more classes than the model embeds (hand-edited, or from another run) would fail
+    deep in TensorFlow at the first extra class (issue 11 #7): refuse it at load, naming the file."""
+    import keras
+
+    embedded = [layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    if embedded and len(classes) > min(embedded):
+        raise GeneratorError(f"{config_path}: lists {len(classes)} classes but the model was trained on "
+                             f"{min(embedded)}")
+
+
 def _run_classes(run_dir: Path, config: dict, config_path: Path) -> list[str]:
     """Class names in label order: config.json 'classes', else the classes of the cache the run trained on."""
     classes = config.get("classes")
@@ -239,6 +250,7 @@ def load_generator(run_dir, batch_size: int = DEFAULT_BATCH, precision: str = "s
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise GeneratorError(f"{path}: not a loadable cxr-workbench generator ({reason[:300]})") from error
     _check_signature(model, path, latent_dim, size)
+    _check_class_count(model, config_path, classes)
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "bfloat16":

@@ -291,3 +291,57 @@ def test_an_evaluation_on_a_full_or_read_only_disk_is_one_line_and_leaves_nothin
         evaluate(EvaluateConfig(run=str(run), n=6, classifier_steps=5, pairs=4), real=toy_real)
     after = sorted(p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.name != "filler")
     assert [p for p in after if p not in before and not p.endswith("evaluation")] == [], "partial files left"
+
+
+@pytest.mark.slow
+def test_a_config_json_with_more_classes_than_the_model_is_refused_at_load(tmp_path):
+    from core.export.generator import load_generator
+    from tests.test_generate import write_toy_run
+
+    run = write_toy_run(tmp_path / "run", "follows")
+    config = json.loads((run / "config.json").read_text())
+    assert len(load_generator(run).classes) == len(config["classes"]) == 3
+    (run / "config.json").write_text(json.dumps({**config, "classes": [*config["classes"], "Nodule", "Hernia"]}))
+    with pytest.raises(UserError, match=f"{run / 'config.json'}: lists 5 classes but the model was trained on 3"):
+        load_generator(run)
+
+
+@pytest.mark.slow
+def test_a_train_killed_mid_run_resumes_to_the_end_and_leaves_no_temporaries(tmp_path, tiny_cache):
+    """kill -9 during training (after a checkpoint): the lock dies with the process, the next `--resume`
+    removes the temporaries a kill can leave, continues from the checkpoint and ends with one metrics row
+    per step and a loadable generator."""
+    import signal
+    import sys
+    import time
+
+    from core.gan.runs import read_metrics
+    from tests.faults.conftest import REPO
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    process = subprocess.Popen([sys.executable, str(REPO / "main.py"), "train", "--data", str(tiny_cache), "--run",
+                                str(run), "--size", "32", "--batch", "4", "--channels", "4", "--threads", "1",
+                                "--steps", "100000", "--checkpoint-every", "2", "--log-every", "1"],
+                               env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((run / "checkpoints").glob("step_*.npz")):
+            assert process.poll() is None, process.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    (run / "checkpoints" / ".step_9999998.npz.k1.tmp").write_bytes(b"half a checkpoint")  # what a kill can leave
+    (run / ".generator.tmp.keras").write_bytes(b"half a model")
+    last = int(sorted((run / "checkpoints").glob("step_*.npz"))[-1].stem.split("_")[1])
+    done = cli("train", "--run", run, "--resume", "--steps", last + 2, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [row["step"] for row in read_metrics(run / "metrics.jsonl")] == list(range(1, last + 3))
+    assert not [p for p in run.rglob("*") if p.name.endswith((".tmp", ".tmp.keras")) or p.name.endswith(".lock")]
+    assert (run / "generator.keras").is_file() and not (tmp_path / ".run.lock").exists()
