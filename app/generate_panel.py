@@ -4,6 +4,11 @@ Opening a run reads its files (no TensorFlow); the preview and the export are co
 "export" tasks run by `app.workers.start_job` in a child process, so TensorFlow never stalls the window.
 The export writes into a hidden folder and renames it into place, so a stopped export leaves nothing
 half-written.
+
+Counts and recipe default to "recommended" (what won the run's augmentation bench, see
+`core.export.export.ExportConfig`); counts can be set by hand instead. The run's latest bench verdict is
+shown above Export, with a warning (not a block) when it is not "helps" or no bench was run; core
+records the verdict in the export's manifest.
 """
 from __future__ import annotations
 
@@ -12,15 +17,27 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
-                               QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QRadioButton,
+                               QSpinBox, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from app.messages import plain
+from app.verdict_banner import VerdictBanner, verdict_key
 from app.workers import JobHandle, start_job
 from core.errors import UserError
 from core.export.preview import PREVIEW_COLUMNS, PreviewConfig, describe_run
 from core.jobs import format_duration
+
+RECOMMENDED = "recommended"
+
+
+def _export_option(name: str) -> dict:
+    """The help text and choices of an ExportConfig field (the one source of the export's options)."""
+    from dataclasses import fields
+
+    from core.export.export import ExportConfig
+
+    return next(f.metadata for f in fields(ExportConfig) if f.name == name)
 
 
 class GeneratePanel(QWidget):
@@ -50,6 +67,24 @@ class GeneratePanel(QWidget):
         self.counts.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeToContents)
         self.counts.verticalHeader().setVisible(False)
         self.counts.setToolTip("Tick the classes to preview and export; set how many images of each")
+        self.counts_recommended = QRadioButton("Recommended counts")
+        self.counts_recommended.setToolTip(plain(_export_option("counts")["help"]))
+        self.counts_by_hand = QRadioButton("Set counts by hand")
+        self.counts_by_hand.setToolTip("Tick the classes and give each the number of images to export")
+        self._counts_mode = QButtonGroup(self)
+        for button in (self.counts_recommended, self.counts_by_hand):
+            self._counts_mode.addButton(button)
+        self.counts_recommended.setChecked(True)
+        self.counts_by_hand.toggled.connect(self._counts_mode_changed)
+        self.counts_note = QLabel("")
+        self.counts_note.setWordWrap(True)
+        self.counts_note.setObjectName("hint")
+        self.recipe = QComboBox()
+        self.recipe.addItems(list(_export_option("recipe")["choices"]))
+        self.recipe.setCurrentText(RECOMMENDED)
+        self.recipe.setToolTip(plain(_export_option("recipe")["help"]))
+        self.banner = VerdictBanner(bench_is_elsewhere=True)
+        self.verdict: dict = {"verdict": "not_run"}
         self.seed = QSpinBox(minimum=0, maximum=2_000_000_000, value=0)
         self.seed.setToolTip("Seed of the latent vectors: the same seed gives the same images")
         self.preview_button = QPushButton("Preview")
@@ -88,6 +123,7 @@ class GeneratePanel(QWidget):
         self.preview_label.setMinimumSize(300, 300)
         self._build_layout(choose, choose_out)
         self._set_busy(False)
+        self._counts_mode_changed()
 
     def _build_layout(self, choose, choose_out) -> None:
         run_row = QHBoxLayout()
@@ -101,6 +137,11 @@ class GeneratePanel(QWidget):
 
         choose_box = QGroupBox("Classes, counts and seed")
         choose_layout = QVBoxLayout(choose_box)
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(self.counts_recommended)
+        mode_row.addWidget(self.counts_by_hand)
+        choose_layout.addLayout(mode_row)
+        choose_layout.addWidget(self.counts_note)
         choose_layout.addWidget(self.counts, 1)
         all_row = QHBoxLayout()
         all_row.addWidget(self.set_all, 1)
@@ -118,7 +159,9 @@ class GeneratePanel(QWidget):
         out_row.addWidget(choose_out)
         export_box = QGroupBox("Export in NIH format")
         export_form = QFormLayout(export_box)
+        export_form.addRow(self.banner)
         export_form.addRow("Folder", out_row)
+        export_form.addRow("Recipe", self.recipe)
         export_form.addRow("Image size", self.size)
         export_form.addRow("", self.force)
         buttons = QHBoxLayout()
@@ -135,7 +178,7 @@ class GeneratePanel(QWidget):
         left.addWidget(export_box)
         left_widget = QWidget()
         left_widget.setLayout(left)
-        left_widget.setFixedWidth(420)
+        left_widget.setFixedWidth(460)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(left_widget)
@@ -148,6 +191,47 @@ class GeneratePanel(QWidget):
         if self.runner is None:
             self.load_run()
 
+    def _spins(self) -> list[QSpinBox]:
+        return [self.counts.cellWidget(row, 1) for row in range(self.counts.rowCount())]
+
+    def _counts_mode_changed(self) -> None:
+        by_hand = self.counts_by_hand.isChecked()
+        spins = self._spins()
+        for spin in spins:
+            spin.setEnabled(by_hand)
+            spin.setSpecialValueText("")
+        if by_hand and spins and not any(spin.value() for spin in spins):
+            for spin in spins:       # coming from "recommended" without a bench: start from "Set all"
+                spin.setValue(self.set_all.value())
+        self.set_all.setEnabled(by_hand)
+        self._set_all_button.setEnabled(by_hand)
+        self._show_recommended()
+        self._update_total()
+
+    def _recommended_counts(self) -> dict[str, int] | None:
+        """The counts the run's latest augmentation bench recommends (None without a bench)."""
+        counts = (self.verdict.get("recommended") or {}).get("counts") or {}
+        return {name: int(n) for name, n in counts.items()} if any(counts.values()) else None
+
+    def _show_recommended(self) -> None:
+        """With recommended counts, the table shows them (read-only) and a note says where they come from."""
+        if self.counts_by_hand.isChecked() or self.generator is None:
+            self.counts_note.setText("")
+            return
+        counts = self._recommended_counts()
+        if counts is None:
+            self.counts_note.setText("No augmentation bench yet: every class is topped up to the number of "
+                                     "training images of the largest class (computed at export).")
+            for spin in self._spins():
+                spin.setSpecialValueText("top-up")
+                spin.setValue(0)
+        else:
+            self.counts_note.setText(f"From the augmentation bench of {self.verdict.get('created') or '?'}: the "
+                                     "counts that topped the rare classes up best.")
+            for row in range(self.counts.rowCount()):
+                name = self.counts.item(row, 0).text()
+                self.counts.cellWidget(row, 1).setValue(counts.get(name, 0))
+
     def _set_all(self) -> None:
         for row in range(self.counts.rowCount()):
             if self.counts.item(row, 0).checkState() == Qt.Checked:
@@ -155,6 +239,9 @@ class GeneratePanel(QWidget):
         self._update_total()
 
     def _update_total(self) -> None:
+        if self.counts_recommended.isChecked() and self._recommended_counts() is None:
+            self.total.setText("")
+            return
         total = sum(self.chosen_counts().values())
         self.total.setText(f"total {total:,} images")
 
@@ -193,6 +280,7 @@ class GeneratePanel(QWidget):
         self.preview_label.clear()
         self.preview_label.setText("Open a trained run, then Preview")
         self.model_info.setText("No generator loaded")
+        self._show_verdict({"verdict": "not_run"})
         self._set_busy(self.runner is not None)
 
     def _loaded(self, info: dict) -> None:
@@ -212,8 +300,25 @@ class GeneratePanel(QWidget):
             spin = QSpinBox(minimum=0, maximum=1_000_000, value=100)
             spin.valueChanged.connect(self._update_total)
             self.counts.setCellWidget(row, 1, spin)
-        self._update_total()
+        from core.evaluation.verdict import latest_verdict
+
+        self._show_verdict(latest_verdict(info["run_dir"]))
+        self._counts_mode_changed()
         self._set_busy(False)
+
+    def _show_verdict(self, verdict: dict) -> None:
+        self.verdict = verdict
+        self.banner.show_verdict(verdict)
+
+    def export_warning(self) -> str:
+        """What the user should know before exporting ('' when the bench found that the images help)."""
+        key = verdict_key(self.verdict)
+        if key == "helps":
+            return ""
+        if key == "not_run":
+            return ("No augmentation bench has been run for this model: nobody knows yet whether these images help "
+                    "a classifier.")
+        return f"The augmentation bench found that these synthetic images are {self.verdict.get('label', key)}."
 
     def chosen_counts(self) -> dict[str, int]:
         return {self.counts.item(r, 0).text(): self.counts.cellWidget(r, 1).value()
@@ -227,6 +332,8 @@ class GeneratePanel(QWidget):
             return
         self._start("preview", PreviewConfig(run=self.generator["run_dir"], classes=classes, seed=self.seed.value()),
                     on_finished=self._show_preview)
+        if self._grid is None:
+            self.preview_label.setText("Drawing the preview (loading the generator takes a few seconds)…")
 
     def _show_preview(self, grid: np.ndarray) -> None:
         grid = np.ascontiguousarray(grid)
@@ -246,18 +353,27 @@ class GeneratePanel(QWidget):
     def export(self) -> None:
         from core.export.export import ExportConfig
 
-        counts = {name: n for name, n in self.chosen_counts().items() if n > 0}
+        recommended = self.counts_recommended.isChecked()
+        counts = RECOMMENDED if recommended else {name: n for name, n in self.chosen_counts().items() if n > 0}
         if self.generator is None or not counts:
             self._fail("Generate: open a run and give at least one class a count above 0")
             return
         out = self.out_edit.text().strip()
         self.settings.setValue("generate/out", out)
         config = ExportConfig(run=self.generator["run_dir"], out=out, counts=counts, seed=self.seed.value(),
-                              size=self.size.value(), force=self.force.isChecked())
+                              recipe=self.recipe.currentText(), size=self.size.value(), force=self.force.isChecked())
+        warning = self.export_warning()
+        if warning:
+            self.status.emit(f"Exporting anyway. {warning}")
         self._start("export", config, on_finished=self._exported)
+        if warning:
+            self.eta.setText(f"Exporting. Note: {warning}")
 
     def _exported(self, result) -> None:
         message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
+        warning = self.export_warning()
+        if warning:
+            message += f". {warning}"
         self.eta.setText(message)
         self.eta.setToolTip(message)
         self.open_folder_button.setEnabled(True)

@@ -18,10 +18,11 @@ from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
-                               QRadioButton, QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget)
+                               QRadioButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget)
 
 from app.config_form import ConfigForm
 from app.messages import plain
+from app.quality_plot import QualityPlot
 from app.workers import JobHandle, start_job
 from core.errors import UserError
 from core.gan.config import RESUMABLE_CHANGES, TrainConfig
@@ -168,9 +169,11 @@ class TrainPanel(QWidget):
         self.eta.setMinimumWidth(200)
 
         self.plots = LivePlots()
+        self.quality = QualityPlot()
         self.samples = QLabel("Samples appear here during training:\none row per class")
         self.samples.setAlignment(Qt.AlignCenter)
         self.samples.setMinimumSize(260, 200)
+        self.samples.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)   # the grid must not push the plots
         self.samples.setObjectName("sampleGrid")
         self._sample_image: QImage | None = None
         self.log = QPlainTextEdit(readOnly=True)
@@ -238,11 +241,21 @@ class TrainPanel(QWidget):
         bottom.addWidget(self.log)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
+        top = QSplitter(Qt.Horizontal)
+        top.addWidget(self.plots)
+        top.addWidget(self.quality)
+        top.setStretchFactor(0, 2)
+        top.setStretchFactor(1, 1)
+        top.setSizes([2000, 1000])   # three plots of about equal width
         right_split = QSplitter(Qt.Vertical)
-        right_split.addWidget(self.plots)
+        right_split.addWidget(top)
         right_split.addWidget(bottom)
         right_split.setStretchFactor(0, 2)
         right_split.setStretchFactor(1, 3)
+        bottom.setSizes([3000, 2000])       # initial shares, whatever size the first sample grid has
+        right_split.setSizes([1000, 1000])
+        for splitter in (bottom, right_split):
+            splitter.splitterMoved.connect(self._rescale_samples)
         right = QVBoxLayout()
         right.addLayout(buttons)
         right.addWidget(right_split, 1)
@@ -325,6 +338,7 @@ class TrainPanel(QWidget):
         """Show an existing run: its settings, curves and latest sample grid (for Resume)."""
         paths = RunPaths(Path(self.run_edit.text()))
         self.plots.clear()
+        self.quality.clear()
         exists = paths.config.exists()
         self.resume_button.setEnabled(exists and self.runner is None)
         if not exists:
@@ -386,6 +400,7 @@ class TrainPanel(QWidget):
             self.append_log("")
         else:
             self.plots.clear()
+            self.quality.clear()
             self.log.clear()
         self.append_log(f"{'resuming' if resume else 'starting'} {config.run} "
                         f"(time budget {config.minutes:g} min)")
@@ -394,6 +409,7 @@ class TrainPanel(QWidget):
         self.runner.progress.connect(self._progress)
         self.runner.metrics.connect(self._metrics)
         self.runner.samples.connect(lambda sample: self._show_grid(sample.grid))
+        self.runner.quality.connect(self.quality.add)
         self.runner.log.connect(self.append_log)
         self.runner.finished.connect(self._finished)
         self.runner.cancelled.connect(self._cancelled)
@@ -423,6 +439,7 @@ class TrainPanel(QWidget):
         elif box.clickedButton() is new:
             self.run_edit.setText(str(fresh))
             self.plots.clear()
+            self.quality.clear()
             return True
         return False
 
@@ -488,7 +505,7 @@ class TrainPanel(QWidget):
         self._sample_image = image
         self._rescale_samples()
 
-    def _rescale_samples(self) -> None:
+    def _rescale_samples(self, *_moved) -> None:
         if self._sample_image is not None and not self._sample_image.isNull():
             pixmap = QPixmap.fromImage(self._sample_image)
             self.samples.setPixmap(pixmap.scaled(self.samples.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))

@@ -3,7 +3,7 @@
 `task` is the name of a core task (`core.tasks.TASKS`: "prepare", "train", "preview", "export",
 "evaluate", "augment-bench") or, for light work that must share objects with the window (opening a
 dataset), a plain function `f(config, job)`. The handle's signals arrive on the GUI thread:
-`progress(Progress)`, `metrics(dict)`, `samples(SampleGrid)`, `log(str)`, then exactly one of
+`progress(Progress)`, `metrics(dict)`, `samples(SampleGrid)`, `quality(dict)`, `log(str)`, then exactly one of
 `finished(result)`, `cancelled(message, partial_result)` or `failed(message)`, then `done()`.
 `failed` carries a one-line message for the user; a traceback goes to the log, never to a dialog.
 
@@ -90,6 +90,7 @@ class JobHandle(QObject):
     progress = Signal(object)
     metrics = Signal(object)
     samples = Signal(object)
+    quality = Signal(object)
     log = Signal(str)
     finished = Signal(object)
     cancelled = Signal(str, object)
@@ -112,7 +113,7 @@ class JobHandle(QObject):
         self._thread.finished.connect(self.done)
 
     def _route(self, kind: str, payload: Any) -> None:
-        signal = {"metrics": self.metrics, "samples": self.samples, "log": self.log}.get(kind)
+        signal = {"metrics": self.metrics, "samples": self.samples, "quality": self.quality, "log": self.log}.get(kind)
         if signal is not None:
             signal.emit(payload if kind != "log" else str(payload))
 

@@ -37,10 +37,18 @@ def run_import_dicom(config, job: Job):
 
 
 def run_train(config, job: Job):
-    """TrainConfig -> RunSummary: prepare the data if needed, train or resume, save generator.keras."""
-    from core.gan.trainer import train
+    """TrainConfig -> RunSummary: prepare the data if needed, train or resume, save generator.keras.
 
-    return train(config, job)
+    Each sample grid is also judged (`core.evaluation.live_quality`): a "quality" event with the share of
+    each class's row that shows its class, so a front end can show when the model is good enough."""
+    from core.evaluation.live_quality import QualityJob
+    from core.gan.trainer import SAMPLE_COLUMNS, train
+
+    watched = QualityJob(job, config, SAMPLE_COLUMNS)
+    try:
+        return train(config, watched)
+    finally:
+        watched.close()
 
 
 def run_preview(config, job: Job):

@@ -39,6 +39,8 @@ def test_open_preview_and_export_a_trained_run(qtbot, tmp_path, trained_run, mon
     qtbot.waitUntil(lambda: panel.runner is None and panel._grid is not None or bool(failures), timeout=300000)
     assert not failures and panel._grid.height() == 7 * 32
 
+    panel.counts_by_hand.setChecked(True)
+    panel.recipe.setCurrentText("none")
     for row in range(panel.counts.rowCount()):
         panel.counts.cellWidget(row, 1).setValue(2 if row < 2 else 0)
     panel.out_edit.setText(str(tmp_path / "synthetic"))
@@ -60,6 +62,7 @@ def test_a_failed_open_run_forgets_the_previous_run_and_disables_export(qtbot, t
     panel.load_run()
     assert panel.generator is not None and panel.export_button.isEnabled()
     assert "trained to step 2" in panel.model_info.text()
+    panel.counts_by_hand.setChecked(True)
     panel.set_all.setValue(7)
     panel._set_all()
     assert set(panel.chosen_counts().values()) == {7} and "total 49 images" in panel.total.text()
