@@ -19,8 +19,9 @@ from cli.options import add_config_arguments, given_options
 from core.gan.config import TrainConfig
 
 SCALE_OUT = """\
-GPU: install the gpu extra (pip install -e .[gpu]); TensorFlow then uses the GPU by itself. Use
---precision mixed_float16 on NVIDIA GPUs (mixed_bfloat16 on Ampere or newer, and on CPUs with AMX).
+GPU: install the gpu extra (pip install -e .[gpu]); TensorFlow then uses the GPU by itself. The default
+--precision auto is mixed_float16 on NVIDIA GPUs and float32 on CPUs (mixed_bfloat16 is opt-in: Ampere
+or newer, and CPUs with AMX).
 Several GPUs in one machine: --strategy mirrored (the batch is split over them; keep --batch a
 multiple of the GPU count). Several machines: set TF_CONFIG on every machine, e.g.
   TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
