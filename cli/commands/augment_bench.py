@@ -19,12 +19,12 @@ def run(args: argparse.Namespace) -> int:
 
     from cli.commands.evaluate import aligned
     from cli.options import given_options
-    from cli.terminal import ProgressBar
-    from core.evaluation.augment_bench import augment_bench, report_table
-    from core.jobs import Job
+    from cli.terminal import terminal_job
+    from core.evaluation.augment_bench import report_table
+    from core.tasks import run_augment_bench
 
     config = AugmentBenchConfig(**given_options(AugmentBenchConfig, args))
-    report = augment_bench(config, job=Job(ProgressBar("augment-bench")))
+    report = run_augment_bench(config, terminal_job("augment-bench"))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -27,13 +27,13 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from cli.options import given_options
-    from cli.terminal import ProgressBar
-    from core.evaluation.evaluate import evaluate, report_table
+    from cli.terminal import terminal_job
+    from core.evaluation.evaluate import report_table
     from core.evaluation.verdict import latest_verdict, verdict_text
-    from core.jobs import Job
+    from core.tasks import run_evaluate
 
     config = EvaluateConfig(**given_options(EvaluateConfig, args))
-    report = evaluate(config, job=Job(ProgressBar("evaluate")))
+    report = run_evaluate(config, terminal_job("evaluate"))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

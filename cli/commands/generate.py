@@ -21,24 +21,21 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from cli.options import given_options
-    from cli.terminal import ProgressBar
+    from cli.terminal import terminal_job
     from core.errors import UserError
     from core.evaluation.verdict import latest_verdict, verdict_text
-    from core.export.export import export
-    from core.export.generator import load_generator
-    from core.jobs import Job
+    from core.tasks import run_export
 
     config = ExportConfig(**given_options(ExportConfig, args))
     if not config.run:
         raise UserError("generate: --run (the run folder) is required")
-    generator = load_generator(config.run, batch_size=config.batch_size, precision=config.precision)
     verdict = latest_verdict(config.run)
     print(verdict_text(verdict), file=sys.stderr)
     if verdict["verdict"] != "helps":
         print("warning: these images are not shown to help a classifier more than repeating your real images; "
               "run augment-bench before relying on them" if verdict["verdict"] == "not_run" else
               f"warning: the augmentation bench found that synthetic images {verdict['label']}", file=sys.stderr)
-    result = export(config, job=Job(ProgressBar("export")), generator=generator)
+    result = run_export(config, terminal_job("export"))
     summary = {"out": str(result.out), "images": result.images, "seconds": round(result.seconds, 2),
                "images_per_second": round(result.images / max(result.seconds, 1e-9), 1), "per_class": result.per_class,
                "screening": result.screening, "verdict": verdict["verdict"]}
