@@ -391,3 +391,15 @@ def test_a_run_writes_tensorboard_scalars_sample_grids_and_its_config(tmp_path):
     assert tags["loss/g_loss"] == [1, 2] and tags["accuracy/d_acc_real"] == [1, 2]
     assert tags["samples/one row per class"] == [2]
     assert "run/config" in tags
+
+
+def test_the_budget_eta_counts_only_the_steps_after_the_first_since_start_or_resume():
+    """Issue 10: after Resume with budget left, the bar must not read 'n/n steps, ETA 00:00'. The first
+    step (compiling) is not a speed sample; before a second step the end is one step ahead."""
+    from core.gan.trainer import _expected_total
+
+    assert _expected_total(80, 0, 0.0, 1000, 600.0) == 81                  # just resumed: speed unknown
+    assert _expected_total(90, 9, 9.0, 1000, 300.0) == 390                 # 1 step/s, 300 s left
+    assert _expected_total(90, 9, 9.0, 200, 300.0) == 200                  # the run's end comes first
+    assert _expected_total(90, 9, 9.0, 1000, -5.0) == 90                   # budget spent: ends now
+    assert _expected_total(90, 9, 9.0, 1000, float("inf")) == 1000         # no budget

@@ -373,7 +373,7 @@ def _loop(run: _Run) -> RunSummary:
 
     batches = iter(engine.strategy.distribute_datasets_from_function(dataset_fn))
     budget = config.minutes * 60.0 if config.minutes > 0 else math.inf
-    t0 = time.monotonic()
+    t0 = t_first = time.monotonic()
     interval = _Interval()
     last, reason, step = {}, "finished", start
     job.report(start, run.total, "compiling the training step (the first step is slow)", stage="compiling")
@@ -390,7 +390,9 @@ def _loop(run: _Run) -> RunSummary:
             run.save_samples(engine, step, z_fixed, y_fixed)
         if step % config.checkpoint_every == 0 and step != run.total:
             run.save_checkpoint(engine, step, elapsed)
-        job.report(step, _expected_total(step, start, run.total, now - t0, budget),
+        if step == start + 1:
+            t_first = now   # the first step compiles: speed is measured from its end
+        job.report(step, _expected_total(step, step - start - 1, now - t_first, run.total, budget - (now - t0)),
                    f"d_real {values['d_loss_real']:.3f} d_fake {values['d_loss_fake']:.3f} g {values['g_loss']:.3f}",
                    stage="training")
         if job.stop_requested or now - t0 >= budget:
@@ -415,10 +417,13 @@ def _loop(run: _Run) -> RunSummary:
     return summary
 
 
-def _expected_total(step: int, start: int, total: int, seconds: float, budget: float) -> int:
+def _expected_total(step: int, timed_steps: int, timed_seconds: float, total: int, time_left: float) -> int:
     """The step training will end at: the last step, or earlier where the time budget runs out at the
-    speed of the steps run since this start (so the ETA shown is the time left in the budget)."""
-    if not math.isfinite(budget) or seconds <= 0:
+    speed of the steps run since this start or resume, after the first (which includes compiling), so
+    the ETA shown is the time left in the budget. Before any speed is known, one step more."""
+    if not math.isfinite(time_left):
         return total
-    at_budget = step + int(max(0.0, budget - seconds) * (step - start) / seconds)
+    if timed_steps <= 0 or timed_seconds <= 0:
+        return min(total, step + 1)
+    at_budget = step + int(max(0.0, time_left) * timed_steps / timed_seconds)
     return max(step, min(total, at_budget))

@@ -134,10 +134,14 @@ def test_resume_compares_runs_by_content_not_spelling(tmp_path, monkeypatch):
 # ---- train: the run folder lock and its leftovers
 
 @pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory, phantom_root) -> Path:
+def tiny_cache(tmp_path_factory) -> Path:
+    """A 32 px cache with training images of every class (the shared 3-per-class phantoms, split by
+    patient, can leave a class without any)."""
     from core.data.cache import PrepareConfig, prepare
+    from core.data.phantoms import write_demo_dataset
 
-    return prepare(PrepareConfig(data=str(phantom_root), out=str(tmp_path_factory.mktemp("c") / "c32"), size=32)).path
+    root = write_demo_dataset(tmp_path_factory.mktemp("phantoms8") / "nih", per_class=8, size=64, seed=3)
+    return prepare(PrepareConfig(data=str(root), out=str(tmp_path_factory.mktemp("c") / "c32"), size=32)).path
 
 
 @pytest.mark.slow
