@@ -118,10 +118,12 @@ class Job:
         return _Stage(self, stage)
 
 
-class _Stage(Job):
-    def __init__(self, parent: Job, stage: str):
+class ChildJob(Job):
+    """A job that passes everything through to `parent` (stop requests, checks, reports, events): the
+    base of the views a task hands to a sub-task or a wrapper; subclasses change one thing."""
+
+    def __init__(self, parent: Job):
         self._parent = parent
-        self._stage_name = stage
 
     def request_stop(self) -> None:
         self._parent.request_stop()
@@ -134,10 +136,19 @@ class _Stage(Job):
         self._parent.check()
 
     def report(self, done: int, total: int, message: str = "", stage: str = "") -> None:
-        self._parent.report(done, total, message, stage=self._stage_name)
+        self._parent.report(done, total, message, stage=stage)
 
     def emit(self, kind: str, payload: Any) -> None:
         self._parent.emit(kind, payload)
+
+
+class _Stage(ChildJob):
+    def __init__(self, parent: Job, stage: str):
+        super().__init__(parent)
+        self._stage_name = stage
+
+    def report(self, done: int, total: int, message: str = "", stage: str = "") -> None:
+        self._parent.report(done, total, message, stage=self._stage_name)
 
 
 def format_duration(seconds: float | None) -> str:

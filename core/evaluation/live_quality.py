@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core.jobs import Cancelled, Job
+from core.jobs import Cancelled, ChildJob, Job
 
 LIVE_QUALITY_MIN_COLUMNS = 4
 QUALITY_EVENT = "quality"
@@ -160,29 +160,16 @@ class LiveQuality:
             self._thread.join()
 
 
-class QualityJob(Job):
+class QualityJob(ChildJob):
     """The training job as the trainer sees it: everything passes through to `parent`; each "samples"
     event is followed by the "quality" events it made ready (and their one-line log). `config` is the
     run's TrainConfig; it is read at the first grid, after the trainer has validated it."""
 
     def __init__(self, parent: Job, config, columns: int):
-        self._parent = parent
+        super().__init__(parent)
         self._config = config
         self._columns = columns
         self.quality: LiveQuality | None = None
-
-    def request_stop(self) -> None:
-        self._parent.request_stop()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._parent.stop_requested
-
-    def check(self) -> None:
-        self._parent.check()
-
-    def report(self, done: int, total: int, message: str = "", stage: str = "") -> None:
-        self._parent.report(done, total, message, stage=stage)
 
     def emit(self, kind: str, payload: Any) -> None:
         self._parent.emit(kind, payload)
