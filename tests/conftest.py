@@ -5,6 +5,12 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One TensorFlow compute thread per process, this one and every child it starts (set before TensorFlow
+# starts; inherited by the CLI and GUI child processes). The suite runs on two xdist workers, so more
+# threads would only fight over the same two cores; and a single-threaded kernel adds up its numbers in
+# one fixed order, so "resumes exactly" comparisons do not depend on how busy the machine is (with a
+# shared pool, oneDNN splits a reduction differently when another op holds the pool's threads).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest
 

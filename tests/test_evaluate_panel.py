@@ -27,7 +27,7 @@ def test_evaluating_a_run_shows_the_numbers_and_plots_and_they_come_back_on_reop
     panel.set_dataset(demo_root)
     panel.n_spin.setValue(4)
     panel.steps_spin.setValue(10)
-    with qtbot.waitSignal(panel.report_ready, timeout=300_000):
+    with qtbot.waitSignal(panel.report_ready, timeout=900_000):   # as _wait_idle: a busy machine is slow
         panel.evaluate_button.click()
         assert not panel.evaluate_button.isEnabled() and panel.stop_button.isEnabled()
     _wait_idle(qtbot, panel)
@@ -49,9 +49,17 @@ def test_evaluating_a_run_shows_the_numbers_and_plots_and_they_come_back_on_reop
 
 
 @pytest.mark.slow
-def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, panel, tmp_path):
+def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, panel, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import app.evaluate_panel
     from tests.toy_sources import imbalanced_toy_data, write_toy_cache
 
+    # The three arms that the verdict needs: the share sweep and the pretrain arm are more columns of the
+    # same table, each another classifier per seed (tests/test_augment_bench.py covers them in core).
+    start_job = app.evaluate_panel.start_job
+    monkeypatch.setattr(app.evaluate_panel, "start_job", lambda task, config: start_job(
+        task, replace(config, shares=[], pretrain=False) if task == "augment-bench" else config))
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
     panel.set_run(run)
     panel.set_dataset(write_toy_cache(tmp_path / "cache", imbalanced_toy_data(
@@ -62,6 +70,8 @@ def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, pane
     _wait_idle(qtbot, panel)
     assert panel.status.text() == "Augmentation bench: done."
     assert panel.augment_table.rowCount() == len(DEFAULT_CLASSES) + 4
+    columns = [panel.augment_table.horizontalHeaderItem(c).text() for c in range(panel.augment_table.columnCount())]
+    assert columns[1:] == ["real", "duplicate_control", "synthetic"], columns
     assert "+-" in panel.augment_table.item(0, 1).text() and "held-out real images" in panel.augment_summary.text()
     assert panel.plots["bench_gain"].has_image() and panel.plots["bench_recall"].has_image()
     assert panel.banner.key in ("helps", "no_better", "hurts") and panel.pages["bench"].is_filled()
