@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QRadioButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget)
@@ -148,6 +148,7 @@ class TrainPanel(QWidget):
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primaryButton")
         self.start_button.setToolTip("Start a new run in the run folder (Ctrl+Return)")
+        self.start_button.setShortcut(QKeySequence("Ctrl+Return"))  # active while the Train tab shows
         self.start_button.clicked.connect(lambda: self.start(resume=False))
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the run from its last checkpoint for another time budget")
