@@ -299,7 +299,6 @@ def write_bench_outputs(out: Path, report: dict) -> None:
     import json
 
     report["plots"] = save_figures(out, bench_figures(report))
-    report["plot"] = report["plots"]["bench_gain"]  # the one plot older readers (the GUI tab) show
     atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
     write_report(out, run_dir=report["run"])
 
@@ -327,9 +326,3 @@ def report_table(report: dict) -> tuple[list[str], list[list]]:
     rows.append(["gain vs control (SE)"] + [gain(a) for a in arms])
     return header, rows
 
-
-def gain_text(report: dict) -> str:
-    """The verdict sentence and the recommendation (kept under its old name for the GUI)."""
-    seeds = report["config"]["seeds"]
-    return (f"{report['verdict_text']} Measured over {seeds} seed(s) on {report['test_images']} held-out real "
-            f"images. {report['recommended']['advice']}")
