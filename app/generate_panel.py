@@ -40,6 +40,21 @@ def _export_option(name: str) -> dict:
     return next(f.metadata for f in fields(ExportConfig) if f.name == name)
 
 
+def below_bar_note(screening: dict) -> str:
+    """In plain words, which classes the screening recipe had to top up with images below its bar, and how
+    many ('' when every image passed or nothing was screened). `screening` is the export's
+    `ExportResult.screening` (per class: wanted, passed, below_bar; see `core.evaluation.recipe.draw`)."""
+    below = [(name, stats["below_bar"], stats["wanted"]) for name, stats in screening.get("per_class", {}).items()
+             if stats.get("below_bar")]
+    if not below:
+        return ""
+    counts = ", ".join(f"{name}: {n:,} of {wanted:,}" for name, n, wanted in below)
+    return (f"Some images did not pass the quality screening ({counts}): the generator drew too few that the judge "
+            f"trained on your real images confidently recognises as their finding, so these classes were filled up "
+            f"with the most convincing of the rest (none is a near-copy of a training image). Look at them before "
+            f"relying on them, or ask for fewer images of these classes.")
+
+
 class GeneratePanel(QWidget):
     status = Signal(str)
 
@@ -370,10 +385,8 @@ class GeneratePanel(QWidget):
             self.eta.setText(f"Exporting. Note: {warning}")
 
     def _exported(self, result) -> None:
-        message = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s"
-        warning = self.export_warning()
-        if warning:
-            message += f". {warning}"
+        done = f"Exported {result.images:,} images to {result.out} in {result.seconds:.1f} s."
+        message = " ".join(part for part in (done, self.export_warning(), below_bar_note(result.screening)) if part)
         self.eta.setText(message)
         self.eta.setToolTip(message)
         self.open_folder_button.setEnabled(True)

@@ -17,6 +17,8 @@ CLASS_COLOURS = ("#4cc9f0", "#f4a259", "#8ac926", "#ff6b6b", "#c77dff", "#ffd166
 EMPTY_HINT = ("Per-class quality appears here during training: a judge trained on your real images "
               "checks every sample grid (its first training takes about a minute).")
 GOOD_ENOUGH = 0.9   # of the judge's own accuracy on real images
+NEAR_CHANCE = 1.5   # a share at most this many times chance is "near chance"
+JUDGE_MIN = 0.5     # a judge below this on real images is not trusted to grade samples
 
 
 class QualityPlot(QWidget):
@@ -114,10 +116,21 @@ def summary_text(event: dict) -> str:
     weakest = sorted(event["per_class"].items(), key=lambda item: item[1])[:2]
     text = (f"Step {event['step']:,}: {event['overall'] * 100:.0f}% of the samples show their class "
             f"(weakest: {', '.join(f'{name} {share * 100:.0f}%' for name, share in weakest)}).")
-    if judge:
-        text += f" The judge recognises {judge * 100:.0f}% of real images."
-        if event["overall"] >= GOOD_ENOUGH * judge:
-            text += " The classes are as recognisable as in real images: good enough to evaluate."
-        elif event["overall"] <= 1.5 * event["chance"]:
-            text += " Near chance: the model has not learned the classes yet."
+    if judge is None:
+        return text
+    if not judge_is_trusted(judge, event["chance"]):
+        return text + (f" But the judge that counts them recognises only {judge * 100:.0f}% of real images "
+                       f"(chance: {event['chance'] * 100:.0f}%): the judge has not learned the classes yet, so this "
+                       "curve cannot be trusted either way.")
+    text += f" The judge recognises {judge * 100:.0f}% of real images."
+    if event["overall"] >= GOOD_ENOUGH * judge:
+        text += " The classes are as recognisable as in real images: good enough to evaluate."
+    elif event["overall"] <= NEAR_CHANCE * event["chance"]:
+        text += " Near chance: the model has not learned the classes yet."
     return text
+
+
+def judge_is_trusted(judge: float, chance: float) -> bool:
+    """Whether the judge's accuracy on held-out real images is far enough above chance for its verdicts on
+    samples to mean something: at least `JUDGE_MIN` and more than `NEAR_CHANCE` times chance."""
+    return judge >= JUDGE_MIN and judge > NEAR_CHANCE * chance

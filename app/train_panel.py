@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QProcess, QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
                                QRadioButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget)
@@ -25,6 +25,7 @@ from app.messages import plain
 from app.quality_plot import QualityPlot
 from app.workers import JobHandle, start_job
 from core.errors import UserError
+from core.evaluation.live_quality import read_quality
 from core.gan.config import RESUMABLE_CHANGES, TrainConfig
 from core.gan.presets import PRESETS, apply_preset, estimated_steps, preset_named
 from core.gan.runs import RunPaths, read_metrics
@@ -148,6 +149,7 @@ class TrainPanel(QWidget):
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primaryButton")
         self.start_button.setToolTip("Start a new run in the run folder (Ctrl+Return)")
+        self.start_button.setShortcut(QKeySequence("Ctrl+Return"))  # active while the Train tab shows
         self.start_button.clicked.connect(lambda: self.start(resume=False))
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the run from its last checkpoint for another time budget")
@@ -362,9 +364,24 @@ class TrainPanel(QWidget):
         self.append_log(f"{paths.root}: trained to step {last}; "
                         + (f"Resume continues from its checkpoint ({checkpoint.name})." if checkpoint
                            else "no checkpoint yet, so Resume starts it again."))
+        self._load_quality(paths)
         samples = sorted(paths.samples.glob("step_*.png")) if paths.samples.is_dir() else []
         if samples:
             self._show_grid_image(QImage(str(samples[-1])))
+
+    def _load_quality(self, paths: RunPaths, resumed: bool = False) -> None:
+        """Show the run's saved live quality (RUN/quality.jsonl). On Resume, only up to the checkpoint the
+        run continues from: the steps after it are measured again."""
+        events, notice = read_quality(paths.quality)
+        if resumed:
+            checkpoint = paths.latest_checkpoint()
+            up_to = int(checkpoint.stem.split("_")[-1]) if checkpoint else -1
+            events = [event for event in events if event["step"] <= up_to]
+        self.quality.clear()
+        for event in events:
+            self.quality.add(event)
+        if notice:
+            self.append_log(plain(notice))
 
     def build_config(self, resume: bool) -> TrainConfig:
         """The TrainConfig of the user's choices: the form's fields, the time budget, the run folder,
@@ -398,6 +415,7 @@ class TrainPanel(QWidget):
         self.settings.setValue("train/run", config.run)
         if resume:
             self.append_log("")
+            self._load_quality(RunPaths(Path(config.run)), resumed=True)
         else:
             self.plots.clear()
             self.quality.clear()

@@ -19,7 +19,7 @@ recall and AUC, and the mean recall of the three rarest classes. Each arm's gain
 paired difference per seed; its mean and standard error decide the verdict (`core.evaluation.verdict`).
 The synthetic images are drawn with a `Recipe` (truncation, screening by the judge and by novelty),
 the same way `generate --recipe` exports them. Writes `augment_bench.json`, plots and `report.html`
-to RUN/evaluation.
+to RUN/evaluation, holding its lock as `evaluate` does (`holding_evaluation_folder`).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import numpy as np
 from core.errors import UserError
 from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, auc_one_vs_rest, \
     cached_classifier, train_classifier
+from core.evaluation.evaluate import holding_evaluation_folder
 from core.evaluation.real_data import MIN_TEST_PER_CLASS, RealData, open_real_data
 from core.evaluation.recipe import RECIPE_CHOICES, Screen, draw, recipe_named
 from core.evaluation.tensorboard import bench_scalars, log_to_board
@@ -207,11 +208,16 @@ def augment_bench(config: AugmentBenchConfig, job: Job | None = None, real: Real
 
     `generator` may be any image source with `classes`, `size`, `run_dir` and
     `iter_batches(labels, seeds, truncation)` (the bench's oracle and random-label sources are)."""
+    job = job or Job()
+    config = config.checked()
+    with holding_evaluation_folder(generator.run_dir if generator else config.run, config.out, job):
+        return _bench_holding(config, job, real, generator)
+
+
+def _bench_holding(config: AugmentBenchConfig, job: Job, real: RealData | None, generator) -> dict:
     from core.export.generator import load_generator, real_cache
 
-    job = job or Job()
     started = time.monotonic()
-    config = config.checked()
     recipe = recipe_named(config.recipe)
     generator = generator or load_generator(config.run)
     if real is None:
@@ -293,7 +299,6 @@ def write_bench_outputs(out: Path, report: dict) -> None:
     import json
 
     report["plots"] = save_figures(out, bench_figures(report))
-    report["plot"] = report["plots"]["bench_gain"]  # the one plot older readers (the GUI tab) show
     atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2) + "\n")
     write_report(out, run_dir=report["run"])
 
@@ -321,9 +326,3 @@ def report_table(report: dict) -> tuple[list[str], list[list]]:
     rows.append(["gain vs control (SE)"] + [gain(a) for a in arms])
     return header, rows
 
-
-def gain_text(report: dict) -> str:
-    """The verdict sentence and the recommendation (kept under its old name for the GUI)."""
-    seeds = report["config"]["seeds"]
-    return (f"{report['verdict_text']} Measured over {seeds} seed(s) on {report['test_images']} held-out real "
-            f"images. {report['recommended']['advice']}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -189,11 +191,30 @@ def cached_classifier(folder: Path, images: np.ndarray, labels: np.ndarray, clas
             path.unlink(missing_ok=True)
     model = train_classifier(images, labels, len(classes), config, job, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    if not _save_whole(model, path):
+        (job or Job()).log(f"{path}: the judge was not cached (its temporary file was removed while it was being "
+                           f"saved); the next job that needs it trains it again")
+    return model, False
+
+
+def _save_whole(model: Any, path: Path) -> bool:
+    """Save `model` at `path` through a temporary of this process and attempt only, then `os.replace` it in.
+
+    Several processes save judges into one RUN/evaluation: `evaluate` and `augment-bench` under the
+    folder's lock, export's screening and the live quality of training without it. With a temporary of
+    their own, two savers of the same judge never write one file, and the final file is always one of
+    their whole files (the rename is atomic). The name still matches `.*.tmp.keras`
+    (`core.cleanup.EVALUATION_LEFTOVERS`), so an evaluation starting meanwhile may remove it as a killed
+    job's leftover: then the rename finds nothing, the cache is skipped (False) and the trained model
+    in memory is used as it is."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp.keras")
     try:
         model.save(tmp)
-        tmp.replace(path)
+        os.replace(tmp, path)
+    except FileNotFoundError:  # the temporary (or the folder) was removed by another process meanwhile
+        tmp.unlink(missing_ok=True)
+        return False
     except BaseException:  # a full disk: no half-written model is left behind
         tmp.unlink(missing_ok=True)
         raise
-    return model, False
+    return True

@@ -17,18 +17,22 @@ overall (the measures themselves are in `core.evaluation.measures`):
   for a new image); images under the near-copy bar of held-out real images are listed with the
   nearest training image's file name and patient id, since a copy re-identifies its patient.
 
-Writes `report.json`, PNG plots and `report.html` to `RUN/evaluation/`.
+Writes `report.json`, PNG plots and `report.html` to `RUN/evaluation/`. One evaluation job per run at a
+time: `evaluate` and `augment-bench` both hold the lock of RUN/evaluation (and of `--out`) for the whole
+job (`holding_evaluation_folder`), so their reports never interleave; a second one is refused at once.
 """
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from core.atomic import reporting_write_errors
+from core.atomic import reporting_write_errors, write_error
+from core.cleanup import EVALUATION_LEFTOVERS, remove_leftovers
 from core.errors import UserError
 from core.evaluation.classifier import ClassifierConfig, Embedder, accuracy_per_class, cached_classifier
 from core.evaluation.measures import (PRDC_K, frechet_distance, kernel_inception_distance, mean_pairwise_ms_ssim,
@@ -37,6 +41,7 @@ from core.evaluation.real_data import RealData, open_real_data
 from core.evaluation.recipe import copy_threshold
 from core.evaluation.tensorboard import evaluation_scalars, log_to_board
 from core.jobs import Job
+from core.locks import hold_lock
 from core.options import option
 
 REPORT_NAME = "report.json"
@@ -194,14 +199,43 @@ def _classification(test_probs, test_y, gen_probs, gen_y, classes: list[str], ca
     }
 
 
+@contextmanager
+def holding_evaluation_folder(run_dir, out: str, job: Job):
+    """Hold RUN/evaluation (and `out` when it is another folder) for a whole `evaluate` or `augment-bench`,
+    so two of them never write one folder at once; a second gets "FOLDER is in use by process N
+    (evaluation folder)" before anything is loaded. Holding it, remove what killed jobs left there.
+
+    A run folder that does not exist is left to the generator loader to report (no lock file is made
+    inside a mistyped path)."""
+    run_dir = Path(run_dir)
+    folders = [run_dir / "evaluation"]
+    if out and Path(out).resolve() != folders[0].resolve():
+        folders.append(Path(out))
+    with ExitStack() as held:
+        for folder in folders if run_dir.is_dir() else []:
+            try:
+                held.enter_context(hold_lock(folder, "evaluation folder"))
+                removed = remove_leftovers(folder, EVALUATION_LEFTOVERS)
+            except OSError as error:  # a read-only or full disk: one line naming the folder
+                raise write_error(folder, error) from error
+            if removed:
+                job.log(f"{folder}: removed {len(removed)} leftover(s) of an interrupted evaluation")
+        yield
+
+
 def evaluate(config: EvaluateConfig, job: Job | None = None, real: RealData | None = None,
              generator=None) -> dict:
     """Run the whole evaluation, write report.json, plots and report.html, return the report."""
+    job = job or Job()
+    config.check()
+    with holding_evaluation_folder(generator.run_dir if generator else config.run, config.out, job):
+        return _evaluate_holding(config, job, real, generator)
+
+
+def _evaluate_holding(config: EvaluateConfig, job: Job, real: RealData | None, generator) -> dict:
     from core.export.generator import load_generator, real_cache, trained_step
 
-    job = job or Job()
     started = time.monotonic()
-    config.check()
     generator = generator or load_generator(config.run)
     out = Path(config.out) if config.out else Path(generator.run_dir) / "evaluation"
     if real is None:

@@ -17,12 +17,18 @@ time so that the load of a shared machine does not distort it): the judge's 800 
 CPU-seconds, a sixth of what a 5-minute Quick look has on two cores (a thirtieth of Best quality), and
 judging one grid about 0.1 CPU-second. A run that ends before its judge is ready drops it unsaved.
 
+Every event is also appended to RUN/quality.jsonl (`QualityLog`), so reopening a run shows its curve;
+`read_quality` reads that file as untrusted input (bad lines are counted and skipped). A resumed run's
+first event drops the rows from that step on (the old timeline beyond the checkpoint).
+
 Quality never stops training: if the judge cannot be built (a class without training images, a disk
 error) the run logs one line and goes on without it. `LIVE_QUALITY_MIN_COLUMNS` is the switch: a grid
 with fewer columns per class says too little to be worth the judge's training.
 """
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -160,6 +166,85 @@ class LiveQuality:
             self._thread.join()
 
 
+def _event_or_none(row: Any) -> dict | None:
+    """A quality event read back from RUN/quality.jsonl, checked field by field; None if malformed."""
+    def share(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and 0 <= value <= 1
+
+    if not isinstance(row, dict):
+        return None
+    step, per_class = row.get("step"), row.get("per_class")
+    judge = row.get("judge_accuracy")
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
+        return None
+    if not (isinstance(per_class, dict) and per_class and all(isinstance(name, str) and share(value)
+                                                              for name, value in per_class.items())):
+        return None
+    if not (share(row.get("overall")) and share(row.get("chance")) and (judge is None or share(judge))):
+        return None
+    return {"step": step, "per_class": per_class, "overall": float(row["overall"]), "chance": float(row["chance"]),
+            "judge_accuracy": None if judge is None else float(judge)}
+
+
+def read_quality(path: str | Path) -> tuple[list[dict], str | None]:
+    """The events of a RUN/quality.jsonl in step order (the last row of a step wins), and a one-line
+    notice when lines were skipped as unreadable (a torn last line after a kill, a hand edit) or the
+    file cannot be read; a missing file is ([], None)."""
+    from core.atomic import describe_os_error
+
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], None
+    except OSError as error:
+        return [], f"{path}: cannot read the saved live quality ({describe_os_error(error)})"
+    by_step, bad = {}, 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = _event_or_none(json.loads(line))
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+            event = None
+        if event is None:
+            bad += 1
+        else:
+            by_step[event["step"]] = event
+    notice = f"{path}: skipped {bad} unreadable line(s) of live quality" if bad else None
+    return [by_step[step] for step in sorted(by_step)], notice
+
+
+class QualityLog:
+    """Appends the events of one training process to RUN/quality.jsonl, one line each (a kill can tear
+    only the last line, which `read_quality` skips). Before its first line it rewrites the file
+    atomically without rows at or after that event's step, which a resumed run measures again. A disk
+    error logs one line and turns the file off; it never stops training."""
+
+    def __init__(self, path: Path, log=None):
+        self.path = Path(path)
+        self._log = log or (lambda text: None)
+        self._started = False
+        self.failed = False
+
+    def append(self, event: dict) -> None:
+        from core.atomic import atomic_write_text, describe_os_error
+
+        if self.failed:
+            return
+        try:
+            if not self._started:
+                kept = [row for row in read_quality(self.path)[0] if row["step"] < event["step"]]
+                atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+                self._started = True
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(event) + "\n")
+        except OSError as error:
+            self.failed = True
+            self._log(f"{self.path}: cannot save live quality ({describe_os_error(error)}); the plot goes on "
+                      f"without saving it")
+
+
 class QualityJob(ChildJob):
     """The training job as the trainer sees it: everything passes through to `parent`; each "samples"
     event is followed by the "quality" events it made ready (and their one-line log). `config` is the
@@ -170,6 +255,7 @@ class QualityJob(ChildJob):
         self._config = config
         self._columns = columns
         self.quality: LiveQuality | None = None
+        self._saved: QualityLog | None = None
 
     def emit(self, kind: str, payload: Any) -> None:
         self._parent.emit(kind, payload)
@@ -179,9 +265,17 @@ class QualityJob(ChildJob):
             self.quality = LiveQuality(self._config.class_names(), self._config.size, self._columns,
                                        log=self._parent.log)
         run_dir = Path(payload.path).parent.parent    # RUN/samples/step_N.png
+        if self._saved is None:
+            from core.gan.runs import RunPaths
+
+            self._saved = QualityLog(RunPaths(run_dir).quality, log=self._parent.log)
         for event in self.quality.observe(payload.step, payload.grid, run_dir, self._config.data):
-            self._parent.emit(QUALITY_EVENT, event)
-            self._parent.log(quality_text(event))
+            self._send(event)
+
+    def _send(self, event: dict) -> None:
+        self._saved.append(event)
+        self._parent.emit(QUALITY_EVENT, event)
+        self._parent.log(quality_text(event))
 
     def close(self) -> None:
         """At the end of training: stop a judge still training; grids waiting for a judge that became
@@ -189,5 +283,4 @@ class QualityJob(ChildJob):
         if self.quality is not None:
             self.quality.close()
             for event in self.quality.judge_pending():
-                self._parent.emit(QUALITY_EVENT, event)
-                self._parent.log(quality_text(event))
+                self._send(event)

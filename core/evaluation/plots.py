@@ -19,6 +19,7 @@ THEME = {
     "savefig.dpi": 110, "legend.frameon": False,
 }
 COLOURS = ("#3b6ea8", "#e08a2c", "#4c9a5a", "#c24b4b", "#8a6bb8", "#6b6b6b", "#c9a227", "#2aa0a8")
+MIN_WIDTH = 4.6  # inches: a bar chart of few bars still fits its legend; titles wrap to the width (wrap=True)
 ARM_COLOURS = {"real": "#8c8c8c", "duplicate_control": "#3b6ea8"}
 
 
@@ -87,13 +88,13 @@ def confusion_figure(matrix: np.ndarray, classes: list[str]):
 @_themed
 def bars_figure(title: str, labels: list[str], series: list[tuple[str, list]], ylabel: str,
                 errors: list[list] | None = None, ylim: tuple[float, float] | None = (0, 1.05)):
-    figure = _figure(1.6 + 0.75 * len(labels), 3.4)
+    figure = _figure(max(MIN_WIDTH, 1.6 + 0.75 * len(labels)), 3.4)
     ax = figure.add_subplot()
     _grouped_bars(ax, labels, series, errors)
     ax.set_ylabel(ylabel)
     if ylim:
         ax.set_ylim(*ylim)
-    ax.set_title(title, pad=22)
+    ax.set_title(title, pad=22, wrap=True)
     _legend_above(ax, len(series))
     return figure
 
@@ -250,21 +251,21 @@ def bench_figures(report: dict) -> dict:
 
 @_themed
 def _arm_bars(names: list[str], balanced: list[dict], rare: list[dict]):
-    figure = _figure(1.8 + 0.9 * len(names), 3.6)
+    figure = _figure(max(MIN_WIDTH, 1.8 + 0.9 * len(names)), 3.6)
     ax = figure.add_subplot()
     _grouped_bars(ax, names, [("balanced accuracy", [s["mean"] for s in balanced]),
                               ("recall of the 3 rarest classes", [s["mean"] for s in rare])],
                   errors=[[s["std"] for s in balanced], [s["std"] for s in rare]])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out real test split")
-    ax.set_title("Every arm: mean over seeds, whiskers +-1 std", pad=22)
+    ax.set_title("Every arm: mean over seeds, whiskers +-1 std", pad=22, wrap=True)
     _legend_above(ax, 2)
     return figure
 
 
 @_themed
 def _gain_figure(names: list[str], gains: list[dict]):
-    figure = _figure(1.8 + 0.9 * len(names), 3.4)
+    figure = _figure(max(MIN_WIDTH, 1.8 + 0.9 * len(names)), 3.6)
     ax = figure.add_subplot()
     means = [g["mean"] for g in gains]
     errors = [0 if g["se"] is None else 2 * g["se"] for g in gains]
@@ -274,7 +275,7 @@ def _gain_figure(names: list[str], gains: list[dict]):
     ax.axhline(0, color="#333333", linewidth=0.8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel("gain in balanced accuracy")
-    ax.set_title("Gain over repeating real images (paired per seed; whiskers +-2 standard errors)")
+    ax.set_title("Gain over repeating real images (paired per seed, whiskers +-2 SE)", wrap=True)
     return figure
 
 

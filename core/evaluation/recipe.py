@@ -25,6 +25,7 @@ from core.evaluation.measures import memorisation_ratios, pixel_vectors
 from core.jobs import Job
 
 MAX_COPY_RATIO = 0.5
+CHUNK = 256  # candidates generated and screened at once: bounds the memory and the wait between progress reports
 RECIPE_CHOICES = ("recommended", "none")
 
 
@@ -106,10 +107,17 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
          job: Job | None = None, progress: tuple[int, int] | None = None, classes: list[str] | None = None) -> Drawn:
     """`counts[label]` images of each class from `source` (a Generator or anything with its
     `iter_batches(labels, seeds, truncation)`), following `recipe` (screened when it asks and `screen`
-    is given)."""
+    is given).
+
+    Progress counts candidates tried against each class's cap of tries (`recipe.max_tries` per wanted
+    image), within the span `progress` gives the class's wanted images, so a weak generator's ETA is an
+    honest upper bound rather than stalled on its few accepted images; a class that fills early jumps to
+    its end. Candidates are drawn in chunks of at most `CHUNK` and a stop request is seen between the
+    generator's batches."""
     job = job or Job()
     offset, total = progress or (0, sum(counts.values()))
     names = classes or getattr(source, "classes", None) or [str(k) for k in range(max(counts, default=0) + 1)]
+    screening = screen is not None and recipe.screens
     images, labels, seeds, stats = [], [], [], {}
     done = 0
     for label, wanted in counts.items():
@@ -117,16 +125,17 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
             continue
         kept_x, kept_seed, spare = [], [], []  # spare: (confidence, seed, image) of non-copies below the bar
         tried = 0
-        while len(kept_seed) < wanted and tried < max(wanted, recipe.max_tries * wanted if recipe.screens else 0):
-            n = max(64, 2 * (wanted - len(kept_seed))) if recipe.screens else wanted
+        cap = recipe.max_tries * wanted if screening else wanted
+        while len(kept_seed) < wanted and tried < cap:
+            missing = wanted - len(kept_seed)
+            n = min(CHUNK, max(64, 2 * missing) if screening else missing)
             batch_seeds = candidate_seeds(seed, label, tried, n)
-            batch = np.concatenate(list(source.iter_batches(np.full(n, label, np.int32), batch_seeds,
-                                                            recipe.truncation)))
+            batch = np.concatenate(list(_checked(source.iter_batches(np.full(n, label, np.int32), batch_seeds,
+                                                                     recipe.truncation), job)))
             tried += n
             job.check()
-            if screen is None or not recipe.screens:
+            if not screening:
                 accept = np.ones(n, bool)
-                confidence, ratio = np.ones(n), np.ones(n)
             else:
                 confidence, ratio = screen.score(batch, np.full(n, label))
                 novel = ratio >= screen.copy_threshold if recipe.reject_copies else np.ones(n, bool)
@@ -137,7 +146,9 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
                 if len(kept_seed) < wanted:
                     kept_x.append(image)
                     kept_seed.append(s)
-            job.report(offset + done + len(kept_seed), total, f"drawing {names[label]}")
+            job.report(offset + done + int(wanted * min(1.0, tried / cap)), total,
+                       f"drawing {names[label]}: {len(kept_seed)} of {wanted} accepted after {tried} "
+                       f"candidates (cap {cap})")
         passed = len(kept_seed)
         for _, s, image in sorted(spare, key=lambda item: -item[0])[:wanted - passed]:
             kept_x.append(image)
@@ -145,9 +156,11 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
         if len(kept_seed) < wanted:
             from core.errors import UserError
 
-            raise UserError(f"{names[label]}: only {len(kept_seed)} of {tried} drawn images are not near-copies "
-                            f"of training images; this generator memorises, do not use its images")
+            raise UserError(f"{names[label]}: the cap of {cap} candidates ({recipe.max_tries} per wanted image) "
+                            f"was reached with only {len(kept_seed)} of the {wanted} images asked that are not "
+                            f"near-copies of training images; this generator memorises, do not use its images")
         done += wanted
+        job.report(offset + done, total, f"drawing {names[label]}: {wanted} of {wanted} images")
         images.append(np.stack(kept_x))
         labels.append(np.full(wanted, label, np.int32))
         seeds.append(np.asarray(kept_seed, np.int64))
@@ -156,3 +169,10 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
     if not images:
         return Drawn(np.zeros((0, 0, 0), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.int64), stats)
     return Drawn(np.concatenate(images), np.concatenate(labels), np.concatenate(seeds), stats)
+
+
+def _checked(batches, job: Job):
+    """The generator's batches, with a stop request honoured between them (a chunk may be many batches)."""
+    for batch in batches:
+        job.check()
+        yield batch

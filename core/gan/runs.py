@@ -2,6 +2,7 @@
 
     RUN/config.json          the TrainConfig
     RUN/metrics.jsonl        one JSON object per logging step
+    RUN/quality.jsonl        one live-quality event per judged sample grid (core.evaluation.live_quality)
     RUN/checkpoints/*.npz    full training state (weights, EMA, optimizers, step), written atomically
     RUN/samples/step_XXXXXXX.png
     RUN/generator.keras      the EMA generator, loads with safe_mode=True
@@ -30,6 +31,11 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def quality(self) -> Path:
+        """The live-quality events of the Train tab's class-fidelity plot, one JSON object a line."""
+        return self.root / "quality.jsonl"
 
     @property
     def checkpoints(self) -> Path:
