@@ -1,7 +1,7 @@
 """Does the synthetic top-up help on NIH-proportioned data? The augmentation bench with its bounds.
 
     python bench/augment.py data WORK            # demo-data --proportions nih (128 px) -> WORK/nih_cache (64 px)
-    python bench/augment.py train WORK           # the default sngan on it -> WORK/run
+    python bench/augment.py train WORK           # the default sngan, Standard preset (10 min) -> WORK/run
     python bench/augment.py bench WORK [--seeds 3] [--recipes none,recommended]   # that run's generator
     python bench/augment.py bounds WORK          # oracle (fresh real phantoms) and random-label generators
     python bench/augment.py screening WORK       # a 60%-adherence stand-in, plain vs the recommended recipe
@@ -30,7 +30,7 @@ PHANTOM_SIZE = 128
 SIZE = 64
 
 
-def build_nih_cache(work: Path, seed: int = 0, difficulty: str = "easy") -> Path:
+def build_nih_cache(work: Path, seed: int = 0, difficulty: str = "realistic") -> Path:
     """WORK/nih_cache: `demo-data --proportions nih` (No Finding 280 ... Mass 30, a balanced test split of
     40 per class by patient, official split lists) at 128 px, prepared at 64 px."""
     from core.data.cache import PrepareConfig, prepare
@@ -52,7 +52,7 @@ class PhantomSource:
     like `prepare` does."""
 
     def __init__(self, run_dir: Path, classes: list[str], kind: str = "oracle", size: int = SIZE,
-                 difficulty: str = "easy"):
+                 difficulty: str = "realistic"):
         self.run_dir, self.classes, self.kind, self.size = Path(run_dir), list(classes), kind, size
         self.difficulty = difficulty
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,13 +77,16 @@ class PhantomSource:
             yield np.stack(images[start:start + 64])
 
 
-def train_default_gan(work: Path, cache: Path, threads: int = 0):
-    """The default sngan (TrainConfig defaults, 64 px) on the NIH-proportioned cache -> WORK/run."""
+def train_default_gan(work: Path, cache: Path, threads: int = 0, preset: str = "Standard"):
+    """The default sngan with a training preset (as a user picks it in the Train tab: the Standard preset is
+    10 minutes at 64 px) on the NIH-proportioned cache -> WORK/run."""
     from core.gan.config import TrainConfig
+    from core.gan.presets import apply_preset, preset_named
     from core.gan.trainer import train
 
-    return train(TrainConfig(run=str(work / "run"), data=str(cache), threads=threads,
-                             resume=(work / "run" / "config.json").is_file()))
+    config = TrainConfig(run=str(work / "run"), data=str(cache), threads=threads,
+                         resume=(work / "run" / "config.json").is_file())
+    return train(apply_preset(config, preset_named(preset)))
 
 
 def run_bench(work: Path, source, args, recipe: str, out: Path) -> dict:
@@ -115,7 +118,8 @@ def main() -> int:
     parser.add_argument("--no-pretrain", action="store_true")
     parser.add_argument("--recipes", default="none,recommended", help="bench: recipes to compare")
     parser.add_argument("--threads", type=int, default=0, help="train: TensorFlow threads")
-    parser.add_argument("--difficulty", default="easy", help="data: phantom difficulty (easy, realistic, hard)")
+    parser.add_argument("--preset", default="Standard", help="train: the training preset (time budget)")
+    parser.add_argument("--difficulty", default="realistic", help="data: phantom difficulty (easy, realistic, hard)")
     parser.add_argument("--data-seed", type=int, default=0, help="data: seed of the phantom set")
     parser.add_argument("--kinds", default="", help="bounds/screening: stand-in generators to bench")
     args = parser.parse_args()
@@ -126,7 +130,7 @@ def main() -> int:
     if args.step == "data":
         print(f"{cache} in {time.monotonic() - started:.0f} s:", json.loads((cache / "cache.json").read_text())["per_class"])
     elif args.step == "train":
-        summary = train_default_gan(work, cache, args.threads)
+        summary = train_default_gan(work, cache, args.threads, args.preset)
         print(f"trained to step {summary.step} in {summary.seconds:.0f} s ({summary.images_per_s:.1f} images/s)")
     elif args.step in ("bounds", "screening"):
         from core.data.cache import PreparedCache

@@ -13,8 +13,8 @@
    `--samples` generated images per class; adherence = the share it puts in their conditioned class (chance 1/7).
 
 Prints one row per chunk (training minutes, steps, images/s, overall and per-class adherence, so a failing class
-shows), writes `adherence.png` (adherence against training minutes, one line per class) and `quality.json` into
-the work folder, and ends with a JSON line and a verdict against issue 9's target at 64 px: overall >= 90% and
+shows), writes `adherence_RUN.png` (adherence against training minutes, one line per class) and `quality_RUN.json`
+into the work folder (RUN = `--run-name`), and ends with a JSON line and a verdict against issue 9's target at 64 px: overall >= 90% and
 every class >= 75% within 10 minutes of training. Timings depend on the machine's load: the load average is
 printed with them.
 """
@@ -32,18 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.phantom_judge import load_average, per_class_accuracy, phantom_images, train_judge  # noqa: E402
+from bench.phantom_judge import load_average, per_class_accuracy, phantom_images  # noqa: E402
 from core.jobs import Job  # noqa: E402
 
 TARGET_OVERALL, TARGET_CLASS = 0.90, 0.75
 
 
-def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: float, overrides: dict):
+def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: float, overrides: dict,
+              until_step: int = 0):
     """Train (or resume) the run for about `seconds` of training through the project's task API (`run_train`);
     the one place that knows that API. Returns (summary, training seconds, steps). The clock runs from the first
     "training" report (after the first step, which builds and compiles the step function again in every resumed
     chunk) to the last, plus the first step's share, so the rebuilds are not counted; TrainConfig's own time
-    budget would count them, so the chunk ends by a stop request instead."""
+    budget would count them, so the chunk ends by a stop request instead. With `until_step` the chunk ends at
+    that step instead (comparisons at equal steps, which a loaded machine does not distort)."""
     from core.gan.config import TrainConfig
     from core.jobs import Cancelled
     from core.tasks import run_train
@@ -57,8 +59,8 @@ def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: fl
                 timer.start()
 
     job = Job(on_progress, min_interval=0.0)
-    timer = threading.Timer(seconds, job.request_stop)
-    config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes), steps=10_000_000,
+    timer = threading.Timer(seconds if not until_step else 10 ** 6, job.request_stop)
+    config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes), steps=until_step or 10_000_000,
                          log_every=50, sample_every=500, checkpoint_every=10_000_000,
                          resume=(run / "config.json").exists(), **overrides)
     try:
@@ -83,6 +85,14 @@ def adherence(run: Path, judge, n_classes: int, per_class: int) -> list[float]:
     images = generator.generate(labels, list(range(10_000, 10_000 + len(labels))))
     probs, _ = judge(images)
     return per_class_accuracy(probs, labels, n_classes)
+
+
+def cached_judge(folder: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], steps: int):
+    """The judge trained on these phantoms, loaded from `folder` when an earlier run trained the same one."""
+    from core.evaluation.classifier import ClassifierConfig, Embedder, cached_classifier
+
+    model, _ = cached_classifier(folder, images, labels, classes, ClassifierConfig(steps=steps, seed=0))
+    return Embedder(model)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -122,6 +132,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (wall clock, default 10)")
     parser.add_argument("--eval-every", type=float, default=1.0, help="minutes of training between evaluations")
+    parser.add_argument("--steps", type=int, default=0, help="train to this step instead of for --minutes (compare "
+                                                             "settings at equal steps on a busy machine)")
+    parser.add_argument("--eval-steps", type=int, default=100, help="with --steps: steps between evaluations")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--difficulty", default="realistic", help="phantoms for the GAN and the judge")
     parser.add_argument("--per-class", type=int, default=120, help="GAN training phantoms per class")
@@ -131,22 +144,30 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=50, help="generated images per class for each evaluation")
     parser.add_argument("--work", default="", help="work folder (default: a temporary one); an existing run in "
                                                    "it is resumed")
+    parser.add_argument("--judge-cache", default="", help="folder that keeps the trained judge (default: the work "
+                                                          "folder), so runs that compare GAN settings share one")
+    parser.add_argument("--run-name", default="run", help="the GAN run's folder inside the work folder")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field, e.g. --set precision=mixed_bfloat16")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
-    batch = overrides.get("batch", 64)
+    from core.gan.config import TrainConfig
 
-    from core.data.cache import PrepareConfig, PreparedCache, prepare
+    batch = overrides.get("batch", TrainConfig.batch)
+
+    from core.data.cache import CacheError, PrepareConfig, PreparedCache, prepare
     from core.data.phantoms import write_demo_dataset
 
     work = Path(args.work or tempfile.mkdtemp(prefix="gan_quality_"))
     print(f"work folder {work}; load average {load_average()}", flush=True)
     t = time.monotonic()
-    root = write_demo_dataset(work / "nih", per_class=args.per_class, size=max(128, 2 * args.size), seed=0,
-                              difficulty=args.difficulty, proportions=args.proportions)
     cache_dir = work / f"cache{args.size}"
-    prepare(PrepareConfig(data=str(root), out=str(cache_dir), size=args.size))
+    try:   # a work folder reused for another GAN setting keeps its data
+        PreparedCache.open(cache_dir)
+    except CacheError:
+        root = write_demo_dataset(work / "nih", per_class=args.per_class, size=max(128, 2 * args.size), seed=0,
+                                  difficulty=args.difficulty, proportions=args.proportions)
+        prepare(PrepareConfig(data=str(root), out=str(cache_dir), size=args.size))
     cache = PreparedCache.open(cache_dir)
     classes = list(cache.classes)
     counts = np.bincount(cache.labels[cache.split == "train"], minlength=len(classes))
@@ -156,20 +177,24 @@ def main() -> int:
     t = time.monotonic()
     judge_x, judge_y = phantom_images(args.difficulty, args.size, args.judge_per_class, seed=1, classes=classes)
     held_x, held_y = phantom_images(args.difficulty, args.size, 100, seed=2, classes=classes)
-    judge = train_judge(judge_x, judge_y, len(classes), args.judge_steps)
+    judge = cached_judge(Path(args.judge_cache) if args.judge_cache else work, judge_x, judge_y, classes,
+                         args.judge_steps)
     ceiling = per_class_accuracy(judge(held_x)[0], held_y, len(classes))
     print(f"judge: {args.judge_per_class} phantoms per class the GAN never sees, {args.judge_steps} steps, "
           f"{time.monotonic() - t:.0f} s; accuracy on held-out phantoms {np.mean(ceiling):.1%} "
           f"({' '.join(f'{a:.0%}' for a in ceiling)})", flush=True)
 
-    run = work / "run"
+    run = work / args.run_name
     rows: list[dict] = []
     trained_s, wall0 = 0.0, time.monotonic()
     print(f"{'minutes':>7} {'step':>6} {'img/s':>6} {'overall':>7}  " + " ".join(f"{c[:11]:>11}" for c in classes)
           + "   load", flush=True)
-    while trained_s < args.minutes * 60 - 1:
+    step = 0
+    while (step < args.steps) if args.steps else (trained_s < args.minutes * 60 - 1):
         chunk = min(args.eval_every * 60, args.minutes * 60 - trained_s)
-        summary, seconds, steps = train_for(run, cache_dir, args.size, classes, chunk, overrides)
+        until = min(args.steps, step + args.eval_steps) if args.steps else 0
+        summary, seconds, steps = train_for(run, cache_dir, args.size, classes, chunk, overrides, until)
+        step = summary.step
         trained_s += seconds
         speed = batch * steps / seconds if seconds > 0 else 0.0
         per_class = adherence(run, judge, len(classes), args.samples)
@@ -180,7 +205,7 @@ def main() -> int:
               + " ".join(f"{a:>11.0%}" for a in per_class) + f"   {load_average()}", flush=True)
         if steps == 0:
             break
-    plot(rows, classes, work / "adherence.png")
+    plot(rows, classes, work / f"adherence_{args.run_name}.png")
     last = rows[-1]
     passed = last["overall"] >= TARGET_OVERALL and min(last["per_class"]) >= TARGET_CLASS
     result = {"adherence": round(last["overall"], 4),
@@ -191,8 +216,8 @@ def main() -> int:
               "judge_ceiling_per_class": {c: round(a, 3) for c, a in zip(classes, ceiling)},
               "target": f"overall >= {TARGET_OVERALL:.0%}, every class >= {TARGET_CLASS:.0%} within "
                         f"{args.minutes:g} min", "verdict": "PASS" if passed else "FAIL", "overrides": overrides,
-              "load": load_average(), "curve": rows, "run": str(run), "plot": str(work / "adherence.png")}
-    (work / "quality.json").write_text(json.dumps(result, indent=1))
+              "load": load_average(), "curve": rows, "run": str(run), "plot": str(work / f"adherence_{args.run_name}.png")}
+    (work / f"quality_{args.run_name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
     return 0
 

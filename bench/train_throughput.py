@@ -17,14 +17,15 @@ Configurations:
   reference_xlastep  the whole step compiled by XLA instead of only the output layer
   reference_b16 our `reference` at batch 16 (the per-image rate at a larger batch)
   reference_bf16  our `reference` in mixed_bfloat16
-  sngan64/128   the default model (TrainConfig defaults) in its default precision ('auto'), batch 64
+  sngan64/128   the default model (TrainConfig defaults: width 16, batch 32) in its default precision (auto)
   sngan64/128_fp32, _bf16  the same in float32 / mixed_bfloat16 (on a CPU without AMX/AVX512-BF16
                 the engine falls back to float32: the 'precision' column shows what ran)
   sngan64/128_prev  the default before issue 9: latent_blocks off, channels 32, float32
-  sngan64_c16, _c8  the default at width 16 / 8 (cost falls about with the square of the width)
+  sngan64/128_s15  the default until 2026-11-26 (width 32, batch 64, class loss weight 1)
+  sngan64_c16, _c8  width 16 / 8 at batch 64 (cost falls about with the square of the width)
   sngan64_c8_bf16emu  width 8 in mixed_bfloat16 forced on, what the float32 fallback avoids on CPUs
                 without AMX/AVX512-BF16 (TensorFlow then emulates bfloat16)
-Ratios: x notebook per image; for sngan rows also x fp32 and x prev of the same size in this run.
+Ratios: x notebook per image; for sngan rows also x fp32, x prev and x s15 of the same size in this run.
 With --rounds R every configuration runs R times, interleaved, and the median is shown: the machine
 is shared, so compare rows of one run. The load average (1 min) is printed per row.
 """
@@ -50,18 +51,20 @@ CONFIGS = {
     "reference_bf16": dict(arch="reference", size=128, batch=4, xla="fft", precision="mixed_bfloat16"),
     "reference_noxla": dict(arch="reference", size=128, batch=4, xla="off"),
     "reference_xlastep": dict(arch="reference", size=128, batch=4, xla="step"),
-    "sngan64": dict(arch="sngan", size=64, batch=64),
-    "sngan64_fp32": dict(arch="sngan", size=64, batch=64, precision="float32"),
-    "sngan64_bf16": dict(arch="sngan", size=64, batch=64, precision="mixed_bfloat16"),
+    "sngan64": dict(arch="sngan", size=64, batch=32),
+    "sngan64_fp32": dict(arch="sngan", size=64, batch=32, precision="float32"),
+    "sngan64_bf16": dict(arch="sngan", size=64, batch=32, precision="mixed_bfloat16"),
     "sngan64_prev": dict(arch="sngan", size=64, batch=64, precision="float32", latent_blocks=False, channels=32),
+    "sngan64_s15": dict(arch="sngan", size=64, batch=64, channels=32, ac_weight=1.0),
     "sngan64_c16": dict(arch="sngan", size=64, batch=64, channels=16),
     "sngan64_c8": dict(arch="sngan", size=64, batch=64, channels=8),
     "sngan64_c8_bf16emu": dict(arch="sngan", size=64, batch=64, channels=8, precision="mixed_bfloat16",
                                emulate_bf16=True),
-    "sngan128": dict(arch="sngan", size=128, batch=64),
-    "sngan128_fp32": dict(arch="sngan", size=128, batch=64, precision="float32"),
-    "sngan128_bf16": dict(arch="sngan", size=128, batch=64, precision="mixed_bfloat16"),
+    "sngan128": dict(arch="sngan", size=128, batch=32),
+    "sngan128_fp32": dict(arch="sngan", size=128, batch=32, precision="float32"),
+    "sngan128_bf16": dict(arch="sngan", size=128, batch=32, precision="mixed_bfloat16"),
     "sngan128_prev": dict(arch="sngan", size=128, batch=64, precision="float32", latent_blocks=False, channels=32),
+    "sngan128_s15": dict(arch="sngan", size=128, batch=64, channels=32, ac_weight=1.0),
 }
 N_CLASSES = 7
 
@@ -237,14 +240,15 @@ def main() -> int:
     rows = {name: sorted(found, key=lambda r: r["images_per_s"])[len(found) // 2] for name, found in runs.items()}
     base = rows.get("notebook")
     print(f"{'configuration':<17} {'precision':<15} {'batch':>5} {'s/step':>8} {'images/s':>9} {'x notebook':>10} "
-          f"{'x fp32':>6} {'x prev':>6} {'peak MB':>8} {'load':>5}  trains both")
+          f"{'x fp32':>6} {'x prev':>6} {'x s15':>6} {'peak MB':>8} {'load':>5}  trains both")
     for name, r in rows.items():
         ratio = f"{r['images_per_s'] / base['images_per_s']:.1f}" if base else "-"
         size = name[len("sngan"):].split("_")[0] if name.startswith("sngan") else ""
         fp32 = _ratio(r, rows, f"sngan{size}_fp32") if size else "-"
         prev = _ratio(r, rows, f"sngan{size}_prev") if size else "-"
+        s15 = _ratio(r, rows, f"sngan{size}_s15") if size else "-"
         print(f"{name:<17} {r.get('precision', '-'):<15} {r['batch']:>5} {r['s_per_step']:>8.3f} "
-              f"{r['images_per_s']:>9.2f} {ratio:>10} {fp32:>6} {prev:>6} {r['peak_mb']:>8} {r['load']:>5}  "
+              f"{r['images_per_s']:>9.2f} {ratio:>10} {fp32:>6} {prev:>6} {s15:>6} {r['peak_mb']:>8} {r['load']:>5}  "
               f"{r['both_trained']}")
     return 0
 

@@ -8,8 +8,6 @@ from PySide6.QtCore import QSettings
 
 from app.generate_panel import GeneratePanel
 
-# One xdist worker runs this module: the module's trained run is trained once (not once per worker).
-pytestmark = pytest.mark.xdist_group("test_app_generate")
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,6 @@ from core.evaluation.augment_bench import (AugmentBenchConfig, augment_bench, pa
                                            repeats, report_table)
 from tests.toy_sources import ToySource, imbalanced_toy_data
 
-# One xdist worker runs this module: the two module reports (each trains 9 classifiers) are built once (not once
-# per worker).
-pytestmark = pytest.mark.xdist_group("test_augment_bench")
 
 FAST = dict(seeds=3, classifier_steps=40, shares=[], pretrain=False, recipe="none")
 

@@ -12,9 +12,6 @@ from core.evaluation.evaluate import EvaluateConfig, evaluate
 from core.evaluation.real_data import RealData, open_real_data
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
 
-# One xdist worker runs this module: the module reports (each trains a judge) are built once (not once per
-# worker).
-pytestmark = pytest.mark.xdist_group("test_evaluate")
 
 FAST = dict(n=30, classifier_steps=80, pairs=40)
 

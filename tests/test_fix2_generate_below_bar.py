@@ -6,21 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
 
-from app.generate_panel import GeneratePanel, below_bar_note
+from app.generate_panel import below_bar_note
 from core.export.export import ExportResult
 from tests.test_app_generate import trained_run  # noqa: F401 - the module's trained run fixture
-
-
-@pytest.fixture
-def panel(qtbot, tmp_path, monkeypatch):
-    failures = []
-    monkeypatch.setattr("app.generate_panel.QMessageBox.warning", lambda *args: failures.append(args[2]))
-    widget = GeneratePanel(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
-    widget.failures = failures
-    qtbot.addWidget(widget)
-    return widget
+from tests.test_generate_panel import panel  # noqa: F401 - the Generate tab with its warnings recorded
 
 
 def _stats(wanted, passed):

@@ -16,9 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# One xdist worker runs this module: each test starts two training workers of its own; one test at a time
-# keeps them from starving each other.
-pytestmark = pytest.mark.xdist_group("test_multiworker")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--size", "32", "--batch", "6", "--channels", "8", "--latent-dim", "16", "--log-every", "1",

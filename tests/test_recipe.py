@@ -8,8 +8,6 @@ from core.errors import UserError
 from core.evaluation.recipe import RECIPES, Recipe, Screen, candidate_seeds, draw
 from tests.test_generate import TOY_CLASSES, toy_real_data, write_toy_run
 
-# One xdist worker runs this module: the module's screening classifier is trained once (not once per worker).
-pytestmark = pytest.mark.xdist_group("test_recipe")
 
 
 @pytest.fixture(scope="module")

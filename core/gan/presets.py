@@ -23,7 +23,7 @@ class Preset:
 
 PRESETS: tuple[Preset, ...] = (
     Preset("Quick look", 5, "64 px; enough to see whether the model picks up your classes."),
-    Preset("Standard", 10, "64 px; class-faithful images for augmenting a classifier."),
+    Preset("Standard", 10, "64 px; images for augmenting a classifier: check the verdict in Evaluate first."),
     Preset("Best quality", 30, "128 px; finer findings, three times the time.", {"size": 128}),
 )
 
