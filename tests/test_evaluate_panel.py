@@ -56,10 +56,11 @@ def test_the_augmentation_bench_fills_its_table_with_spread_and_gain(qtbot, pane
     from tests.toy_sources import imbalanced_toy_data, write_toy_cache
 
     # The three arms that the verdict needs: the share sweep and the pretrain arm are more columns of the
-    # same table, each another classifier per seed (tests/test_augment_bench.py covers them in core).
+    # same table, each another classifier per seed, and the recommended recipe trains a screening judge of
+    # 800 steps first (tests/test_augment_bench.py and tests/test_export.py cover both in core).
     start_job = app.evaluate_panel.start_job
     monkeypatch.setattr(app.evaluate_panel, "start_job", lambda task, config: start_job(
-        task, replace(config, shares=[], pretrain=False) if task == "augment-bench" else config))
+        task, replace(config, shares=[], pretrain=False, recipe="none") if task == "augment-bench" else config))
     run = write_toy_run(tmp_path / "run", "follows", classes=list(DEFAULT_CLASSES))
     panel.set_run(run)
     panel.set_dataset(write_toy_cache(tmp_path / "cache", imbalanced_toy_data(
