@@ -13,10 +13,11 @@
    `--samples` generated images per class; adherence = the share it puts in their conditioned class (chance 1/7).
 
 Prints one row per chunk (training minutes, steps, images/s, overall and per-class adherence, so a failing class
-shows), writes `adherence_RUN.png` (adherence against training minutes, one line per class) and `quality_RUN.json`
-into the work folder (RUN = `--run-name`), and ends with a JSON line and a verdict against issue 9's target at 64 px: overall >= 90% and
-every class >= 75% within 10 minutes of training. Timings depend on the machine's load: the load average is
-printed with them.
+shows) and, at the end, the within-class MS-SSIM of generated and of real images (diversity); writes
+`adherence_RUN.png` (adherence against training minutes, one line per class) and `quality_RUN.json`
+into the work folder (RUN = `--run-name`), and ends with a JSON line and a verdict against issue 9's target
+at 64 px: overall >= 90% and every class >= 75% within 10 minutes of training. Timings depend on the
+machine's load: the load average is printed with them.
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: fl
 
     job = Job(on_progress, min_interval=0.0)
     timer = threading.Timer(seconds if not until_step else 10 ** 6, job.request_stop)
-    config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes), steps=until_step or 10_000_000,
+    config = TrainConfig(run=str(run), data=str(cache), size=size, classes=list(classes),
+                         steps=until_step or 10_000_000,
                          log_every=50, sample_every=500, checkpoint_every=10_000_000,
                          resume=(run / "config.json").exists(), **overrides)
     try:
@@ -85,6 +87,23 @@ def adherence(run: Path, judge, n_classes: int, per_class: int) -> list[float]:
     images = generator.generate(labels, list(range(10_000, 10_000 + len(labels))))
     probs, _ = judge(images)
     return per_class_accuracy(probs, labels, n_classes)
+
+
+def diversity(run: Path, cache, n_classes: int, per_class: int = 60) -> tuple[float, float]:
+    """Mean within-class pairwise MS-SSIM of generated images and of the real training images (issue 9's
+    target: generated at most real + 0.05; higher means the generator repeats itself)."""
+    from core.evaluation.measures import mean_pairwise_ms_ssim
+    from core.export.generator import load_generator
+
+    generator = load_generator(run)
+    train = cache.split == "train"
+    generated, real = [], []
+    for c in range(n_classes):
+        seeds = list(range(20_000 + 1000 * c, 20_000 + 1000 * c + per_class))
+        images = generator.generate(np.full(per_class, c, np.int32), seeds)
+        generated.append(mean_pairwise_ms_ssim(images, 200, 0))
+        real.append(mean_pairwise_ms_ssim(np.asarray(cache.images[train & (cache.labels == c)]), 200, 0))
+    return float(np.mean(generated)), float(np.mean(real))
 
 
 def cached_judge(folder: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], steps: int):
@@ -206,17 +225,22 @@ def main() -> int:
         if steps == 0:
             break
     plot(rows, classes, work / f"adherence_{args.run_name}.png")
+    ms_generated, ms_real = diversity(run, cache, len(classes))
+    print(f"within-class MS-SSIM: generated {ms_generated:.3f}, real {ms_real:.3f} (target: at most real + 0.05)",
+          flush=True)
     last = rows[-1]
     passed = last["overall"] >= TARGET_OVERALL and min(last["per_class"]) >= TARGET_CLASS
     result = {"adherence": round(last["overall"], 4),
               "per_class": {c: round(a, 3) for c, a in zip(classes, last["per_class"])},
               "steps": last["step"], "train_minutes": last["minutes"],
               "wall_minutes": round((time.monotonic() - wall0) / 60, 1), "size": args.size,
-              "difficulty": args.difficulty, "judge_ceiling": round(float(np.mean(ceiling)), 4),
+              "difficulty": args.difficulty, "ms_ssim_generated": round(ms_generated, 4),
+              "ms_ssim_real": round(ms_real, 4), "judge_ceiling": round(float(np.mean(ceiling)), 4),
               "judge_ceiling_per_class": {c: round(a, 3) for c, a in zip(classes, ceiling)},
               "target": f"overall >= {TARGET_OVERALL:.0%}, every class >= {TARGET_CLASS:.0%} within "
                         f"{args.minutes:g} min", "verdict": "PASS" if passed else "FAIL", "overrides": overrides,
-              "load": load_average(), "curve": rows, "run": str(run), "plot": str(work / f"adherence_{args.run_name}.png")}
+              "load": load_average(), "curve": rows, "run": str(run),
+              "plot": str(work / f"adherence_{args.run_name}.png")}
     (work / f"quality_{args.run_name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
     return 0
