@@ -37,7 +37,8 @@ LOSS_CURVES = (("d_loss_real", "D loss (real)", "#4cc9f0"), ("d_loss_fake", "D l
 ACC_CURVES = (("d_acc_real", "D acc (real)", "#4cc9f0"), ("d_acc_fake", "D acc (fake)", "#f4a259"))
 FORM_SKIP = ("run", "data", "resume", "minutes")
 STAGE_WORDS = {"preparing": "Preparing the images", "compiling": "Building and compiling the networks",
-               "training": "Training", "saving": "Saving the checkpoint and the generator"}
+               "guide": "Learning your classes (class guide)", "training": "Training",
+               "saving": "Saving the checkpoint and the generator"}
 
 
 class LivePlots(QWidget):
@@ -504,7 +505,7 @@ class TrainPanel(QWidget):
         elif progress.stage == "saving":
             self.eta.setText("")
         else:
-            unit = "steps" if progress.stage == "training" else "images"
+            unit = "steps" if progress.stage in ("guide", "training") else "images"
             self.eta.setText(f"{progress.done:,}/{progress.total:,} {unit}  "
                              f"ETA {format_duration(progress.eta_seconds)}")
 

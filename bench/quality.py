@@ -54,7 +54,7 @@ def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: fl
     clock: list[float] = []
 
     def on_progress(progress):
-        if progress.stage == "training":
+        if progress.stage in ("guide", "training"):   # the class guide's warm-up is training time
             clock.append(time.monotonic())
             if len(clock) == 1:
                 timer.start()

@@ -243,14 +243,16 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from core.gan.engine import make_strategy
 from core.gan.trainer import train
 from tests.test_gan_trainer import synthetic_data, tiny_config
-summary = train(tiny_config(sys.argv[1], strategy="mirrored", steps=2, batch=6), data=synthetic_data())
+summary = train(tiny_config(sys.argv[1], strategy="mirrored", steps=2, batch=6, guide_weight=1.0, guide_steps=3,
+                            diversity_weight=1.0), data=synthetic_data())
 print(json.dumps({"replicas": make_strategy("mirrored").num_replicas_in_sync, "step": summary.step}))
 """
 
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    """Logical devices must be configured before TensorFlow starts, hence a fresh interpreter."""
+    """Logical devices must be configured before TensorFlow starts, hence a fresh interpreter. The run uses
+    the class guide and mode seeking too, so their updates and metrics are shown to work across replicas."""
     import subprocess
     import sys
     from pathlib import Path
@@ -267,6 +269,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert 1.5 < first["d_loss_real"] + first["d_loss_fake"] < 3.0
     assert 0.0 <= first["d_acc_real"] <= 1.0 and first["d_acc_real"] * 6 == pytest.approx(round(first["d_acc_real"] * 6), abs=1e-3)
     assert (tmp_path / "run" / "generator.keras").exists()
+    assert first["guide_acc_real"] * 6 == pytest.approx(round(first["guide_acc_real"] * 6), abs=1e-3)
+    assert first["g_diversity"] > 0     # one mode-seeking pair per replica, averaged over both
 
 
 def test_multiworker_non_chief_workers_write_their_own_folder(monkeypatch, tmp_path):

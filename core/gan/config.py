@@ -23,7 +23,6 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 XLA_MODES = ("auto", "off", "last_layer", "step", "fft")
 AUGMENTATIONS = ("translation", "cutout", "color")
 
-# Fields that may change between a run and its resume (how long, how often, how fast, where from).
 # Fields that may change between a run and its resume: how long, how often, how fast, where from (the run
 # folder and the data may have moved), and the learning rates (a run that diverged resumes with lower ones).
 RESUMABLE_CHANGES = frozenset({"run", "data", "steps", "epochs", "minutes", "resume", "threads", "log_every",
@@ -33,7 +32,9 @@ MAX_THREADS = 256
 _RANGES = {"batch": (2, 65536), "steps": (0, 10**9), "epochs": (0, 10**6), "minutes": (0.0, 10**6),
            "seed": (0, 2**63 - 1), "latent_dim": (1, 4096), "channels": (1, 1024), "threads": (0, MAX_THREADS),
            "log_every": (1, 10**9), "sample_every": (0, 10**9), "checkpoint_every": (1, 10**9),
-           "lr_g": (1e-8, 1.0), "lr_d": (1e-8, 1.0), "ac_weight": (0.0, 100.0), "r1_gamma": (0.0, 1e4)}
+           "lr_g": (1e-8, 1.0), "lr_d": (1e-8, 1.0), "ac_weight": (0.0, 100.0), "r1_gamma": (0.0, 1e4),
+           "guide_weight": (0.0, 100.0), "guide_steps": (0, 10**6),
+           "diversity_weight": (0.0, 100.0)}
 
 
 @dataclass
@@ -103,6 +104,17 @@ class TrainConfig:
                              label='Unconditional steps first')
     cond_ramp: int = option(0, "sngan: steps over which the class condition ramps from 0 to full strength.",
                             label='Class ramp (steps)')
+    guide_weight: float = option(0.0, "sngan: weight of the class guide's loss for the generator. The guide is a "
+                                      "small classifier of your training images, trained before the GAN and "
+                                      "alongside it; it learns small findings far faster than the "
+                                      "discriminator's class head (core/gan/guide.py). 0 = no guide.",
+                                 label='Class guide weight')
+    guide_steps: int = option(2000, "sngan: steps the class guide learns your images alone before the GAN starts "
+                                    "(about 1/20 of a GAN step each; counted in the time budget).",
+                              label='Class guide warm-up (steps)')
+    diversity_weight: float = option(0.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
+                                          "penalised when two latents give nearly the same image of a class. "
+                                          "0 = off.", label='Diversity weight')
     classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
                                                    "means classes[k]); each training image carries exactly one.",
                            form=False, label='Classes')
@@ -201,6 +213,8 @@ class TrainConfig:
         if "cache" in data:   # runs made before `data` replaced `cache`
             legacy = data.pop("cache")
             data.setdefault("data", legacy)
+        for name in ("guide_weight", "diversity_weight"):   # runs made before these options had neither
+            data.setdefault(name, 0.0)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -122,6 +122,7 @@ class _Run:
         self.data: TrainingData | None = None
         self.total = self.steps_per_epoch = self.sample_interval = 0
         self.elapsed_before = 0.0
+        self.guide_done = 0        # class guide warm-up steps done (core/gan/guide.py)
         self.last_checkpoint: Path | None = None
         self.resume_from: Path | None = None
         self.board = None
@@ -183,6 +184,7 @@ class _Run:
             return 0
         step, extra = engine.load_state(self.resume_from)
         self.elapsed_before = float(extra.get("elapsed_s", 0.0))
+        self.guide_done = int(extra.get("guide_done", self.config.guide_steps))
         self.last_checkpoint = self.resume_from
         truncate_metrics(self.paths.metrics, step)
         self.log(f"resumed from {self.resume_from.name} (step {step})")
@@ -191,7 +193,8 @@ class _Run:
     def save_checkpoint(self, engine, step: int, elapsed: float) -> None:
         path = self.paths.checkpoint(step)
         _check_weights(engine, step, self)
-        _write(path, lambda: atomic_write_bytes(path, engine.state_bytes(step, {"elapsed_s": elapsed})))
+        extra = {"elapsed_s": elapsed, "guide_done": self.guide_done}
+        _write(path, lambda: atomic_write_bytes(path, engine.state_bytes(step, extra)))
         self.last_checkpoint = path
         for old in sorted(self.paths.checkpoints.glob("step_*.npz"))[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
@@ -286,8 +289,11 @@ def _check_finite(values: dict, step: int, run: "_Run") -> None:
 
 def _check_weights(engine, step: int, run: "_Run") -> None:
     """Losses can stay finite while weights overflow (seen with a learning rate of 1e15)."""
-    models = {"generator": engine.generator, "EMA generator": engine.ema, "discriminator": engine.discriminator}
+    models = {"generator": engine.generator, "EMA generator": engine.ema, "discriminator": engine.discriminator,
+              "class guide": engine.guide}
     for name, model in models.items():
+        if model is None:
+            continue
         bad = sum(1 for w in model.weights if not np.isfinite(np.asarray(w)).all())
         if bad:
             raise _diverged(run, step, f"{bad} {name} weight array(s) are not finite")
@@ -374,10 +380,12 @@ def _loop(run: _Run) -> RunSummary:
     batches = iter(engine.strategy.distribute_datasets_from_function(dataset_fn))
     budget = config.minutes * 60.0 if config.minutes > 0 else math.inf
     t0 = t_first = time.monotonic()
+    if engine.guide is not None and run.guide_done < config.guide_steps:   # within the time budget
+        _pretrain_guide(run, engine, per_replica, lambda: time.monotonic() - t0 >= budget)
     interval = _Interval()
     last, reason, step = {}, "finished", start
     job.report(start, run.total, "compiling the training step (the first step is slow)", stage="compiling")
-    for step in range(start + 1, run.total + 1):
+    for step in range(start + 1, run.total + 1 if not job.stop_requested else start + 1):
         values = engine.train_step(next(batches), step - 1)
         _check_finite(values, step, run)
         interval.add(values)
@@ -399,6 +407,8 @@ def _loop(run: _Run) -> RunSummary:
             reason = "stopped" if job.stop_requested else "time budget"
             last = interval.flush(run, step, elapsed) or last   # keep the steps since the last row
             break
+    if job.stop_requested:   # also when the stop came during the class guide's warm-up
+        reason = "stopped"
     seconds = time.monotonic() - t0
     job.report(step, step, "saving the checkpoint and generator.keras", stage="saving")
     if run.last_checkpoint is None or run.last_checkpoint != run.paths.checkpoint(step):
@@ -415,6 +425,32 @@ def _loop(run: _Run) -> RunSummary:
     if reason == "stopped":
         raise Cancelled(f"stopped at step {step}/{run.total}; checkpoint and generator saved", result=summary)
     return summary
+
+
+def _pretrain_guide(run: _Run, engine, per_replica: int, out_of_time) -> None:
+    """Teach the class guide the training images before the GAN's first step (core/gan/guide.py).
+
+    Its batches are class-balanced and come from their own stream (seed + 1), so the GAN's batches are
+    the same with or without a guide. Checkpoints record how many of its steps are done, so a run
+    stopped or killed in this stage continues it exactly on resume; a stop request or the time budget
+    ends it early (a stopped run then stops at step 0)."""
+    config, job = run.config, run.job
+    replicas = engine.replicas
+
+    def dataset_fn(context):
+        return make_dataset(run.data, per_replica, True, config.seed + 1, run.guide_done * replicas,
+                            config.guide_steps * replicas, pipeline_id=context.input_pipeline_id)
+
+    batches = iter(engine.strategy.distribute_datasets_from_function(dataset_fn))
+    recent: list[float] = []
+    while run.guide_done < config.guide_steps and not job.stop_requested and not out_of_time():
+        recent = (recent + [engine.guide_pretrain_step(next(batches), run.guide_done)])[-50:]
+        run.guide_done += 1
+        job.report(run.guide_done, config.guide_steps, "learning your classes before the GAN starts (class guide)",
+                   stage="guide")
+    if recent:
+        run.log(f"class guide: {run.guide_done} of {config.guide_steps} warm-up steps done; it puts "
+                f"{np.mean(recent):.0%} of the last {len(recent)} training batches' images in their class")
 
 
 def _expected_total(step: int, timed_steps: int, timed_seconds: float, total: int, time_left: float) -> int:

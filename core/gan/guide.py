@@ -1,0 +1,42 @@
+"""The class guide: a small classifier of the real images whose class loss steers the generator.
+
+Why it exists: on realistic phantoms the discriminator's auxiliary class head learns the classes of small
+findings slowly (its features are spectrally normalised and shared with the real/fake score): after the
+Standard preset's ten minutes it put only 54% of real training images in their class, and the generator
+can only be as class-faithful as the signal it is given. A plain classifier step costs about a twentieth
+of a GAN step on a CPU, so the guide is trained first, alone, for `guide_steps` steps on the real training
+images, then keeps learning one step per GAN step, and the generator's loss gets `guide_weight` times the
+guide's cross-entropy on its (augmented) images. This is the auxiliary-classifier idea with the classifier
+split from the discriminator, as in Triple-GAN (Li et al. 2017); nothing is downloaded: the guide learns
+only the user's training images.
+
+Its shape differs on purpose from the judge that `evaluate` and the benches score generated images with
+(core.evaluation.classifier: average pooling): the guide pools by maximum at three scales, since a small
+finding is a local event, and uses LeakyReLU. A generator that merely fooled the guide would then not fool
+the judge for free.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+GUIDE_LR = 1e-3   # Adam; a fixed rate: the guide is the generator's teacher, not a user-tuned model
+
+
+def build_guide(size: int, n_classes: int, width: int = 16) -> keras.Model:
+    """Logits (float32) of images in [-1, 1]: stride-2 conv blocks with GroupNorm down to 4x4, then the
+    maximum of the 16, 8 and 4 px feature maps and the mean of the last, a 64-unit layer, the logits."""
+    image = keras.Input((size, size, 1), name="image")
+    h = image
+    pooled = []
+    blocks = max(2, size.bit_length() - 3)   # 64 px -> 4 blocks (4x4), 128 px -> 5
+    for i in range(blocks):
+        h = layers.Conv2D(width * min(2 ** i, 8), 3, strides=2, padding="same")(h)
+        h = layers.GroupNormalization(groups=4)(h)
+        h = layers.LeakyReLU(0.2)(h)
+        if i >= blocks - 3:
+            pooled.append(layers.GlobalMaxPooling2D()(h))
+    pooled.append(layers.GlobalAveragePooling2D()(h))
+    h = layers.Dense(64, activation="relu")(layers.Concatenate()(pooled))
+    logits = layers.Dense(n_classes, dtype="float32", name="guide_logits")(h)
+    return keras.Model(image, logits, name="class_guide")
