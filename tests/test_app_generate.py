@@ -18,7 +18,7 @@ def trained_run(demo_root, tmp_path_factory):
 
     base = tmp_path_factory.mktemp("generate")
     prepare(PrepareConfig(data=str(demo_root), out=str(base / "cache"), size=32))
-    config = TrainConfig(run=str(base / "run"), data=str(base / "cache"), size=32, batch=8, steps=2, channels=8,
+    config = TrainConfig(run=str(base / "run"), data=str(base / "cache"), size=32, batch=8, steps=2, guide_steps=4, channels=8,
                          latent_dim=16, log_every=1, augment="", checkpoint_every=100)
     train(config)
     return base / "run"

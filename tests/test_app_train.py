@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from app.train_panel import TrainPanel
 from core.gan.runs import RunPaths
 
-TINY = {"size": 32, "batch": 8, "steps": 400, "channels": 8, "latent_dim": 16, "log_every": 2,
+TINY = {"size": 32, "batch": 8, "steps": 400, "channels": 8, "latent_dim": 16, "guide_steps": 4, "log_every": 2,
         "sample_every": 10, "checkpoint_every": 1000, "augment": "", "threads": 1}
 
 
@@ -61,7 +61,7 @@ def test_form_is_built_from_the_train_config_with_tooltips(panel):
     assert set(panel.form.editors) == shown
     assert all(editor.toolTip() for editor in panel.form.editors.values())
     config = panel.build_config(resume=False)
-    assert (config.size, config.batch, config.lr_g) == (32, 8, 2e-4)
+    assert (config.size, config.batch, config.lr_g) == (32, 8, 6e-4)
 
 
 def test_training_feeds_the_plots_and_closing_stops_it_with_a_checkpoint_while_staying_responsive(
@@ -101,7 +101,7 @@ def test_the_cli_and_the_app_build_the_same_config_for_the_same_choices(panel, d
     args = build_parser(only="train").parse_args([
         "train", "--run", str(tmp_path / "run"), "--data", str(demo_root), "--classes", "Effusion,Mass,Nodule",
         "--size", "32", "--batch", "8", "--steps", "400", "--channels", "8", "--latent-dim", "16",
-        "--log-every", "2", "--sample-every", "10", "--checkpoint-every", "1000", "--augment", "",
+        "--guide-steps", "4", "--log-every", "2", "--sample-every", "10", "--checkpoint-every", "1000", "--augment", "",
         "--threads", "1", "--lr-g", "1e-4", "--precision", "mixed_bfloat16", "--minutes", "7.5", "--no-balanced"])
     from_cli = build_config(args)
     assert from_cli == from_app

@@ -54,7 +54,7 @@ def test_the_guide_learns_the_classes_first_and_the_generator_is_scored_by_it(tm
 
 def test_without_a_guide_the_run_has_no_guide_stage_or_metrics(tmp_path):
     job = Recorder()
-    train(tiny_config(tmp_path / "run", steps=2), job=job, data=synthetic_data())
+    train(tiny_config(tmp_path / "run", steps=2, guide_weight=0.0), job=job, data=synthetic_data())
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert "guide_acc_fake" not in rows[0] and not any(line.startswith("class guide") for line in job.logs)
 

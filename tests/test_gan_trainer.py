@@ -35,7 +35,7 @@ def synthetic_data(n_per_class=6, classes=("Atelectasis", "Effusion", "Nodule"),
 
 
 def tiny_config(run, **overrides) -> TrainConfig:
-    values = dict(run=str(run), size=32, batch=6, steps=4, channels=8, latent_dim=16, log_every=1,
+    values = dict(run=str(run), size=32, batch=6, steps=4, guide_steps=4, channels=8, latent_dim=16, log_every=1,
                   checkpoint_every=100, seed=3, classes=["Atelectasis", "Effusion", "Nodule"])
     values.update(overrides)
     return TrainConfig(**values)

@@ -18,7 +18,7 @@ import pytest
 
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--size", "32", "--batch", "6", "--channels", "8", "--latent-dim", "16", "--log-every", "1",
+TINY = ["--size", "32", "--batch", "6", "--guide-steps", "4", "--channels", "8", "--latent-dim", "16", "--log-every", "1",
         "--checkpoint-every", "100", "--seed", "5", "--threads", "1", "--precision", "float32"]
 
 

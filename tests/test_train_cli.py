@@ -6,7 +6,7 @@ import json
 from cli.main import main
 from core.gan.runs import read_metrics
 
-TINY = ["--size", "32", "--batch", "8", "--channels", "8", "--latent-dim", "16", "--log-every", "1"]
+TINY = ["--size", "32", "--batch", "8", "--guide-steps", "4", "--channels", "8", "--latent-dim", "16", "--log-every", "1"]
 
 
 def test_train_from_a_dataset_folder_then_resume(demo_root, tmp_path, capsys):

@@ -1,7 +1,8 @@
 """The GAN itself: models, optimizers, EMA generator and one compiled train step, under a tf.distribute strategy.
 
 One `tf.function` does a whole step: a discriminator update on real and fake images, a generator
-update, the EMA update. No `predict`/`train_on_batch`: those are what made the notebook way silently
+update (scored also by the class guide and the mode-seeking term when they are on), a class-guide
+update on the real images, the EMA update. No `predict`/`train_on_batch`: those are what made the notebook way silently
 freeze its discriminator under Keras 3 (FINDINGS). Randomness inside the step is stateless, keyed by
 (seed, step, replica), so a step is repeatable and a resumed run continues the same random stream.
 

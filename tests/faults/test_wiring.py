@@ -192,6 +192,7 @@ class _FakeEngine:
 
     def __init__(self, size: int):
         self.generator = self.discriminator = _Weights()
+        self.guide = None
         self.size = size
         engine = self
 
