@@ -114,9 +114,11 @@ def test_an_unsupported_precision_trains_in_float32_and_says_so(tmp_path, monkey
 def test_adaptive_augmentation_and_lecam_state_resume_exactly(tmp_path):
     """ADA's probability and LeCam's anchors live in the checkpoint: split run == straight run."""
     data = synthetic_data()
-    # at the usual GAN learning rates D gets ahead of G on these bars within 10 steps, so p moves
+    # at the usual GAN learning rates D gets ahead of G on these bars within 10 steps, so p moves; without
+    # the guide, whose extra gradients amplify last-bit differences past the loss tolerance within 10 steps
+    # (the guide's own exact resume is tests/test_gan_guide.py's)
     options = dict(ada_target=0.6, ada_kimg=0.05, lecam_weight=0.3, augment="translation,color,cutout",
-                   lr_g=2e-4, lr_d=4e-4)
+                   lr_g=2e-4, lr_d=4e-4, guide_weight=0.0)
     train(tiny_config(tmp_path / "straight", steps=10, **options), data=data)
     train(tiny_config(tmp_path / "split", steps=6, checkpoint_every=3, **options), data=data)
     train(tiny_config(tmp_path / "split", steps=10, resume=True, **options), data=data)

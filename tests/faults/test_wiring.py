@@ -156,7 +156,7 @@ def test_a_second_train_on_a_run_folder_is_refused_and_the_next_cleans_the_lefto
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
     args = ("train", "--data", tiny_cache, "--run", run, "--steps", "1", "--batch", "4", "--channels", "4",
-            "--threads", "1")
+            "--threads", "1", "--guide-steps", "4")
     with hold_lock(run, "run folder"):
         try:
             done = cli(*args, "--size", "32", timeout=40)  # refused at once; before wiring it trains
@@ -327,7 +327,7 @@ def test_a_train_killed_mid_run_resumes_to_the_end_and_leaves_no_temporaries(tmp
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen([sys.executable, str(REPO / "main.py"), "train", "--data", str(tiny_cache), "--run",
                                 str(run), "--size", "32", "--batch", "4", "--channels", "4", "--threads", "1",
-                                "--steps", "100000", "--checkpoint-every", "2", "--log-every", "1"],
+                                "--steps", "100000", "--checkpoint-every", "2", "--log-every", "1", "--guide-steps", "4"],
                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
