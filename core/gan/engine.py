@@ -23,7 +23,7 @@ import tensorflow as tf
 from core.errors import UserError
 from core.gan.augment import diff_augment
 from core.gan.config import TrainConfig
-from core.gan.guide import GUIDE_LR, build_guide
+from core.gan.guide import GUIDE_LR, GUIDE_POLICIES, build_guide
 from core.gan.models import build_models
 
 
@@ -289,9 +289,8 @@ class GanEngine:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, accuracy, axis=None)
 
     def _guide_update(self, real, labels, key):
-        """A classifier step of the guide on augmented real images (always with the translation and
-        colour policies, whatever the GAN's, so it learns the finding and not the framing)."""
-        images = diff_augment(real, ("translation", "color"), key)
+        """A classifier step of the guide on real images augmented with GUIDE_POLICIES."""
+        images = diff_augment(real, GUIDE_POLICIES, key)
         variables = self.guide.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.guide(images, training=True)
@@ -349,7 +348,7 @@ class GanEngine:
                 hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
                 metrics = {"d_class_acc_fake": _sum_over(hits, gb)}
                 if self.guide is not None:
-                    guide_logits = self.guide(diff_augment(fake, ("translation", "color"),
+                    guide_logits = self.guide(diff_augment(fake, GUIDE_POLICIES,
                                                            tf.random.experimental.stateless_fold_in(key, 7)),
                                               training=False)
                     guide_ce = keras.losses.sparse_categorical_crossentropy(labels, guide_logits, from_logits=True)

@@ -21,6 +21,9 @@ import keras
 from keras import layers
 
 GUIDE_LR = 1e-3   # Adam; a fixed rate: the guide is the generator's teacher, not a user-tuned model
+# DiffAugment policies of every image the guide sees, real or generated, whatever the GAN's own policies:
+# it must learn the finding, not the framing or the exposure
+GUIDE_POLICIES = ("translation", "color")
 
 
 def build_guide(size: int, n_classes: int, width: int = 16) -> keras.Model:
