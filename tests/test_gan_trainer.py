@@ -35,8 +35,12 @@ def synthetic_data(n_per_class=6, classes=("Atelectasis", "Effusion", "Nodule"),
 
 
 def tiny_config(run, **overrides) -> TrainConfig:
-    values = dict(run=str(run), size=32, batch=6, steps=4, guide_steps=4, channels=8, latent_dim=16, log_every=1,
-                  checkpoint_every=100, seed=3, classes=["Atelectasis", "Effusion", "Nodule"])
+    """A run of the trainer's mechanics: without the class guide and mode seeking, whose own tests
+    (test_gan_guide.py, test_gan_diversity.py, the mirrored test below) switch them on; each costs
+    a few seconds of tracing per run, which the many runs here would pay ~40 times."""
+    values = dict(run=str(run), size=32, batch=6, steps=4, guide_weight=0.0, guide_steps=4, diversity_weight=0.0,
+                  channels=8, latent_dim=16, log_every=1, checkpoint_every=100, seed=3,
+                  classes=["Atelectasis", "Effusion", "Nodule"])
     values.update(overrides)
     return TrainConfig(**values)
 
