@@ -1,12 +1,13 @@
 """Class adherence of the GAN, judged on held-out realistic phantoms, against wall-clock minutes of training.
 
     .venv/bin/python bench/quality.py [--minutes 10] [--eval-every 1] [--size 64] [--difficulty realistic]
-        [--per-class 120 | --proportions nih] [--judge-per-class 300] [--judge-steps 4000] [--set FIELD=VALUE]
+        [--per-class 120 | --proportions nih] [--data-seed 0] [--judge-per-class 300] [--judge-steps 4000] [--set FIELD=VALUE]
 
-1. writes the GAN's training data: a phantom demo dataset (seed 0) of `--difficulty`, prepared at `--size`;
+1. writes the GAN's training data: a phantom demo dataset (seed `--data-seed`, default 0) of `--difficulty`,
+   prepared at `--size`;
 2. trains the judge (`core.evaluation.classifier`, the project's evaluator) on other phantoms of the same
-   kind (seed 1) that the GAN never sees, and prints its per-class accuracy on further held-out phantoms
-   (seed 2): the judge's own ceiling (on realistic phantoms at 64 px about 86%, every class >= 72%, after
+   kind (seed + 1) that the GAN never sees, and prints its per-class accuracy on further held-out phantoms
+   (seed + 2): the judge's own ceiling (on realistic phantoms at 64 px about 86%, every class >= 72%, after
    4000 steps; at 2000 steps it has not converged, about 61%);
 3. trains the GAN through the project's training API in chunks of `--eval-every` minutes (each chunk resumes
    the run, which is exact) until `--minutes` of training time; after each chunk the judge classifies
@@ -42,7 +43,7 @@ TARGET_OVERALL, TARGET_CLASS = 0.90, 0.75
 def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: float, overrides: dict,
               until_step: int = 0):
     """Train (or resume) the run for about `seconds` of training through the project's task API (`run_train`);
-    the one place that knows that API. Returns (summary, training seconds, steps). The clock runs from the first
+    the one place that knows that API. Returns (summary, training seconds, GAN steps). The clock runs from the first
     "training" report (after the first step, which builds and compiles the step function again in every resumed
     chunk) to the last, plus the first step's share, so the rebuilds are not counted; TrainConfig's own time
     budget would count them, so the chunk ends by a stop request instead. With `until_step` the chunk ends at
@@ -52,10 +53,12 @@ def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: fl
     from core.tasks import run_train
 
     clock: list[float] = []
+    gan_steps = [0]
 
     def on_progress(progress):
         if progress.stage in ("guide", "training"):   # the class guide's warm-up is training time
             clock.append(time.monotonic())
+            gan_steps[0] += progress.stage == "training"
             if len(clock) == 1:
                 timer.start()
 
@@ -73,9 +76,9 @@ def train_for(run: Path, cache: Path, size: int, classes: list[str], seconds: fl
         summary = stopped.result
     finally:
         timer.cancel()
-    steps = len(clock)  # one report per step
-    trained = (clock[-1] - clock[0]) * steps / max(steps - 1, 1) if steps else 0.0
-    return summary, trained, steps
+    reports = len(clock)  # one report per step (guide warm-up steps included)
+    trained = (clock[-1] - clock[0]) * reports / max(reports - 1, 1) if reports else 0.0
+    return summary, trained, gan_steps[0]
 
 
 def adherence(run: Path, judge, n_classes: int, per_class: int) -> list[float]:
@@ -157,6 +160,10 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--difficulty", default="realistic", help="phantoms for the GAN and the judge")
     parser.add_argument("--per-class", type=int, default=120, help="GAN training phantoms per class")
+    parser.add_argument("--data-seed", type=int, default=0, help="phantom seeds: the GAN's data uses this one, the "
+                                                                "judge's training and held-out phantoms the next two "
+                                                                "(another value = data none of the settings were "
+                                                                "tuned on)")
     parser.add_argument("--proportions", default=None, help="'nih': GAN training data in NIH proportions instead")
     parser.add_argument("--judge-per-class", type=int, default=300, help="judge training phantoms per class")
     parser.add_argument("--judge-steps", type=int, default=4000, help="judge training steps (batch 64)")
@@ -184,7 +191,8 @@ def main() -> int:
     try:   # a work folder reused for another GAN setting keeps its data
         PreparedCache.open(cache_dir)
     except CacheError:
-        root = write_demo_dataset(work / "nih", per_class=args.per_class, size=max(128, 2 * args.size), seed=0,
+        root = write_demo_dataset(work / "nih", per_class=args.per_class, size=max(128, 2 * args.size),
+                                  seed=args.data_seed,
                                   difficulty=args.difficulty, proportions=args.proportions)
         prepare(PrepareConfig(data=str(root), out=str(cache_dir), size=args.size))
     cache = PreparedCache.open(cache_dir)
@@ -194,8 +202,9 @@ def main() -> int:
           f"{args.difficulty} phantoms, ready in {time.monotonic() - t:.0f} s", flush=True)
 
     t = time.monotonic()
-    judge_x, judge_y = phantom_images(args.difficulty, args.size, args.judge_per_class, seed=1, classes=classes)
-    held_x, held_y = phantom_images(args.difficulty, args.size, 100, seed=2, classes=classes)
+    judge_x, judge_y = phantom_images(args.difficulty, args.size, args.judge_per_class, seed=args.data_seed + 1,
+                                       classes=classes)
+    held_x, held_y = phantom_images(args.difficulty, args.size, 100, seed=args.data_seed + 2, classes=classes)
     judge = cached_judge(Path(args.judge_cache) if args.judge_cache else work, judge_x, judge_y, classes,
                          args.judge_steps)
     ceiling = per_class_accuracy(judge(held_x)[0], held_y, len(classes))
@@ -234,7 +243,7 @@ def main() -> int:
               "per_class": {c: round(a, 3) for c, a in zip(classes, last["per_class"])},
               "steps": last["step"], "train_minutes": last["minutes"],
               "wall_minutes": round((time.monotonic() - wall0) / 60, 1), "size": args.size,
-              "difficulty": args.difficulty, "ms_ssim_generated": round(ms_generated, 4),
+              "difficulty": args.difficulty, "data_seed": args.data_seed, "ms_ssim_generated": round(ms_generated, 4),
               "ms_ssim_real": round(ms_real, 4), "judge_ceiling": round(float(np.mean(ceiling)), 4),
               "judge_ceiling_per_class": {c: round(a, 3) for c, a in zip(classes, ceiling)},
               "target": f"overall >= {TARGET_OVERALL:.0%}, every class >= {TARGET_CLASS:.0%} within "
