@@ -111,7 +111,21 @@ def test_guide_options_are_checked_and_old_configs_load_without_a_guide(tmp_path
             config = tiny_config(tmp_path / "run", **{field: value})
             config.validate()
     saved = tiny_config(tmp_path / "old").to_json()
-    del saved["guide_weight"], saved["guide_steps"]
+    del saved["guide_weight"], saved["guide_steps"], saved["guide_fakes"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(saved))
-    assert TrainConfig.load(path).guide_weight == 0.0
+    old = TrainConfig.load(path)
+    assert old.guide_weight == 0.0 and old.guide_fakes is False
+
+
+def test_a_guide_that_sees_generated_images_learns_them_as_one_more_class_and_resumes_exactly(tmp_path):
+    data = synthetic_data()
+    train(guided(tmp_path / "straight", steps=10, guide_fakes=True, log_every=5), data=data)
+    train(guided(tmp_path / "split", steps=5, guide_fakes=True), data=data)
+    train(guided(tmp_path / "split", steps=10, guide_fakes=True, resume=True), data=data)
+    assert_same_state(tmp_path / "straight", tmp_path / "split", 10)
+    with np.load(tmp_path / "straight" / "checkpoints" / "step_0000010.npz") as saved:
+        logits = [saved[key] for key in saved.files if key.startswith("guide/")][-1]
+    assert logits.shape == (3 + 1,)                                    # three classes and "generated"
+    caught = [row["guide_caught_fake"] for row in read_metrics(tmp_path / "straight" / "metrics.jsonl")]
+    assert caught[-1] > 0.5, caught                     # a tiny generator's images are easy to tell apart

@@ -152,7 +152,7 @@ class GanEngine:
             self.opt_d.build(self.discriminator.trainable_variables)
             self.guide = self.opt_c = None
             if config.guide_weight > 0 and not self.reference:
-                self.guide = build_guide(config.size, n_classes)
+                self.guide = build_guide(config.size, n_classes + (1 if config.guide_fakes else 0))
                 self.opt_c = self._optimizer(GUIDE_LR, plain=True)
                 self.opt_c.build(self.guide.trainable_variables)
             self.state = {name: tf.Variable(0.0, trainable=False, name=name,
@@ -265,12 +265,13 @@ class GanEngine:
         if self.config.diversity_weight > 0 and not self.reference:   # pairs: image i and i + n // 2 share a class
             half = n // 2
             y_g = tf.concat([labels[:half], labels[:half], labels[2 * half:]], axis=0)
-        d_metrics = self._d_update(real, labels, z_d, keys[2], keys[3], strength)
+        d_metrics, fake = self._d_update(real, labels, z_d, keys[2], keys[3], strength)
         g_metrics = self._g_update(z_g, y_g, keys[4], strength)
         if self.guide is None:
             return {**d_metrics, **g_metrics}
         # its own key (folded in, not split), so runs without a guide keep their random streams
-        c_metrics = self._guide_update(real, labels, tf.random.experimental.stateless_fold_in(key, 7))
+        c_metrics = self._guide_update(real, labels, tf.random.experimental.stateless_fold_in(key, 7),
+                                       fake if self.config.guide_fakes else None)
         return {**d_metrics, **g_metrics, **c_metrics}
 
     # ---- the class guide --------------------------------------------------------------------------
@@ -288,26 +289,38 @@ class GanEngine:
         accuracy = self.strategy.run(replica, args=inputs)
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, accuracy, axis=None)
 
-    def _guide_update(self, real, labels, key):
-        """A classifier step of the guide on real images augmented with GUIDE_POLICIES."""
+    def _guide_update(self, real, labels, key, fake=None):
+        """A classifier step of the guide on real images augmented with GUIDE_POLICIES; with `fake` (the
+        discriminator step's generated images, `guide_fakes`) those too, as the extra class n_classes."""
         images = diff_augment(real, GUIDE_POLICIES, key)
         variables = self.guide.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.guide(images, training=True)
             ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = _sum_over(ce, self.real_global)
+            if fake is not None:
+                fake_logits = self.guide(diff_augment(fake, GUIDE_POLICIES, tf.random.experimental.stateless_fold_in(
+                    key, 1)), training=True)
+                generated = tf.fill(tf.shape(labels), self.guide.output_shape[-1] - 1)
+                loss += _sum_over(keras.losses.sparse_categorical_crossentropy(generated, fake_logits,
+                                                                               from_logits=True), self.real_global)
             scaled = self.opt_c.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.opt_c.apply_gradients(zip(grads, variables))
         hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-        return {"guide_acc_real": _sum_over(hits, self.real_global)}
+        metrics = {"guide_acc_real": _sum_over(hits, self.real_global)}
+        if fake is not None:   # the share of generated images it tells apart from every real class
+            caught = tf.equal(tf.argmax(fake_logits, axis=-1, output_type=tf.int32), generated)
+            metrics["guide_caught_fake"] = _sum_over(caught, self.real_global)
+        return metrics
 
     def _augment(self, images, key):
         probability = self.state["augment_p"] if self.adaptive else None
         return diff_augment(images, self.policies, key, probability)
 
     def _d_update(self, real, labels, z, key_real, key_fake, strength):
-        """Real and fake go through D in separate calls: the minibatch-deviation feature is per batch."""
+        """Real and fake go through D in separate calls: the minibatch-deviation feature is per batch.
+        Returns the metrics and the generated images (the guide learns them too with `guide_fakes`)."""
         fake = tf.stop_gradient(self._generator_train([z, labels]))
         real_aug = self._augment(real, key_real)
         fake_aug = self._augment(fake, key_fake)
@@ -329,7 +342,7 @@ class GanEngine:
             scaled = self.opt_d.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.opt_d.apply_gradients(zip(grads, variables))
-        return metrics
+        return metrics, fake
 
     def _g_update(self, z, labels, key, strength):
         variables = self.generator.trainable_variables
