@@ -2,9 +2,10 @@
 
 One `tf.function` does a whole step: a discriminator update on real and fake images, a generator
 update (scored also by the class guide and the mode-seeking term when they are on), a class-guide
-update on the real images, the EMA update. No `predict`/`train_on_batch`: those are what made the notebook way silently
-freeze its discriminator under Keras 3 (FINDINGS). Randomness inside the step is stateless, keyed by
-(seed, step, replica), so a step is repeatable and a resumed run continues the same random stream.
+update on the real images (and on the discriminator step's generated ones, `guide_fakes`), the EMA
+update. No `predict`/`train_on_batch`: those are what made the notebook way silently freeze its
+discriminator under Keras 3 (FINDINGS). Randomness inside the step is stateless, keyed by (seed, step,
+replica), so a step is repeatable and a resumed run continues the same random stream.
 
 Losses are summed per example and divided by the GLOBAL batch, so gradients summed across replicas
 by the optimizer equal the single-device gradient. Variables changed inside the step (spectral-norm
