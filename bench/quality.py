@@ -1,7 +1,8 @@
 """Class adherence of the GAN, judged on held-out realistic phantoms, against wall-clock minutes of training.
 
     .venv/bin/python bench/quality.py [--minutes 10] [--eval-every 1] [--size 64] [--difficulty realistic]
-        [--per-class 120 | --proportions nih] [--data-seed 0] [--judge-per-class 300] [--judge-steps 4000] [--set FIELD=VALUE]
+        [--per-class 120 | --proportions nih] [--data-seed 0] [--judge-per-class 300] [--judge-steps 4000]
+        [--set FIELD=VALUE]
 
 1. writes the GAN's training data: a phantom demo dataset (seed `--data-seed`, default 0) of `--difficulty`,
    prepared at `--size`;
