@@ -59,14 +59,6 @@ def test_without_a_guide_the_run_has_no_guide_stage_or_metrics(tmp_path):
     assert "guide_acc_fake" not in rows[0] and not any(line.startswith("class guide") for line in job.logs)
 
 
-def test_a_guided_run_resumes_exactly_after_the_gan_started(tmp_path):
-    data = synthetic_data()
-    train(guided(tmp_path / "straight", steps=4), data=data)
-    train(guided(tmp_path / "split", steps=2), data=data)
-    train(guided(tmp_path / "split", steps=4, resume=True), data=data)
-    assert_same_state(tmp_path / "straight", tmp_path / "split", 4)
-
-
 def test_a_stop_during_the_warm_up_saves_step_0_and_the_resume_finishes_the_warm_up_exactly(tmp_path):
     data = synthetic_data()
     job = Recorder()
@@ -119,6 +111,7 @@ def test_guide_options_are_checked_and_old_configs_load_without_a_guide(tmp_path
 
 
 def test_a_guide_that_sees_generated_images_learns_them_as_one_more_class_and_resumes_exactly(tmp_path):
+    """Also the exact resume of a guided run (guide_fakes is the default) once the GAN has started."""
     data = synthetic_data()
     train(guided(tmp_path / "straight", steps=10, guide_fakes=True, log_every=5), data=data)
     train(guided(tmp_path / "split", steps=5, guide_fakes=True), data=data)
