@@ -341,10 +341,14 @@ class MainWindow(QMainWindow):
     # ---- window state
     def _restore_window(self) -> None:
         geometry = self.settings.value("window/geometry")
+        # 1500 x 920 shows every table column and plot, but never more than the screen has room for: on a
+        # 1400 x 900 screen the window used to run off its right edge, hiding the plots and the Open button
+        available = self.screen().availableGeometry()
+        width, height = min(1500, available.width()), min(920, available.height())
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 920)
+            self.resize(width, height)
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -352,7 +356,7 @@ class MainWindow(QMainWindow):
         if splitter is not None:
             self.browse.splitter.restoreState(splitter)
         else:
-            self.browse.splitter.setSizes([850, 650])   # the table shows all its columns at 1500 px
+            self.browse.splitter.setSizes([width * 17 // 30, width * 13 // 30])   # 850:650 at 1500 px
 
     def closeEvent(self, event) -> None:
         if not self.train.confirm_close(self):

@@ -497,8 +497,7 @@ def test_the_table_shows_every_column_at_the_default_and_a_smaller_window_size(q
     window = MainWindow(settings)
     qtbot.addWidget(window)
     window.show()
-    if size != (1500, 920):
-        window.resize(*size)
+    window.resize(*size)    # the offscreen screen is 800 x 800, so the default size is set here
     assert (window.width(), window.height()) == size
     window.open_dataset(str(dataset))
     qtbot.waitUntil(lambda: window.index is not None, timeout=10000)
@@ -510,3 +509,22 @@ def test_the_table_shows_every_column_at_the_default_and_a_smaller_window_size(q
     assert not table.horizontalScrollBar().isVisible()
     assert header.sectionSize(header.count() - 1) >= header.fontMetrics().horizontalAdvance("Boxes")
     assert header.sectionSize(1) >= 100, "Finding labels keeps a readable width"
+
+
+@pytest.mark.parametrize("screen, expected", [((2560, 1440), (1500, 920)), ((1400, 900), (1400, 900))])
+def test_the_first_window_fits_the_screen(qtbot, tmp_path, monkeypatch, screen, expected):
+    """1500 x 920 by default, never wider or taller than the screen's free area (a 1400 x 900 screen used to
+    lose the plots' right edge and the Open button)."""
+    from PySide6.QtCore import QRect
+
+    class Screen:
+        def availableGeometry(self):
+            return QRect(0, 0, *screen)
+
+    monkeypatch.setattr(MainWindow, "screen", lambda self: Screen())
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    assert (window.width(), window.height()) == expected
+    window.show()
+    sizes = window.browse.splitter.sizes()
+    assert sizes[0] > sizes[1] > 0                      # the table's side wider, as at 850:650
