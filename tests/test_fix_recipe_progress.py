@@ -39,7 +39,7 @@ class Verdicts:
         self.confidence, self.ratio = confidence, ratio
 
     def score(self, images, labels):
-        return np.full(len(images), self.confidence), np.full(len(images), self.ratio)
+        return np.full(len(images), self.confidence), np.full(len(images), self.ratio), np.zeros((len(images), 2))
 
 
 def test_a_weak_generator_shows_candidates_tried_against_the_cap_not_a_stalled_count():

@@ -63,3 +63,42 @@ def _training_images_per_class():
     images, labels, split = toy_real_data(per_class=30, size=32, seed=3)
     train_x, train_y = images[split == "train"], labels[split == "train"]
     return [train_x[np.flatnonzero(train_y == c)[0]] for c in range(len(TOY_CLASSES))]
+
+
+class _Counter:
+    """Stand-in generator: candidate i (in request order) is an image filled with i."""
+
+    classes = ["a", "b"]
+
+    def __init__(self):
+        self.made = 0
+
+    def iter_batches(self, labels, seeds, truncation=1.0):
+        values = np.arange(self.made, self.made + len(labels)) % 256
+        self.made += len(labels)
+        yield np.repeat(values, 16).reshape(len(labels), 4, 4).astype(np.uint8)
+
+
+class _LookAlikes:
+    """Every candidate passes; four in five look the same to the judge (features at the origin), every fifth
+    differs (features at its own place)."""
+
+    copy_threshold = 0.0
+
+    def score(self, images, labels):
+        value = images[:, 0, 0].astype(float)
+        features = np.stack([np.where(value % 5 == 0, value, 0.0), np.zeros(len(images))], axis=1)
+        return np.ones(len(images)), np.ones(len(images)), features
+
+
+def test_spread_keeps_the_candidates_that_differ_from_a_stream_of_look_alikes():
+    strict = Recipe("strict", min_confidence=0.5, reject_copies=True)
+    plain = draw(_Counter(), {1: 5}, seed=0, recipe=strict, screen=_LookAlikes())
+    spread = draw(_Counter(), {1: 5}, seed=0, recipe=Recipe("spread", min_confidence=0.5, reject_copies=True,
+                                                             spread=4), screen=_LookAlikes())
+    assert sorted(plain.images[:, 0, 0]) == [0, 1, 2, 3, 4]              # the first five that pass
+    values = list(spread.images[:, 0, 0])
+    assert len(values) == 5 and {5, 10, 15} <= set(values)                # the distinct ones among the 20 gathered
+    assert values[:2] == [0, 15]                                          # farthest-point order: 15 is farthest from 0
+    assert spread.stats["b"] == {"wanted": 5, "candidates": 64, "passed": 5, "below_bar": 0}
+    np.testing.assert_array_equal(spread.seeds, candidate_seeds(0, 1, 0, 64)[values])  # each image keeps its seed

@@ -9,6 +9,10 @@ A `Recipe` is the generation side of what the augmentation bench found to work:
 - `reject_copies`: drop images whose copy ratio (distance to the nearest training image over that
   image's distance to its own nearest neighbour, see `measures.memorisation_ratios`) is below the
   near-copy threshold of held-out real images: no near-copy of a patient's image ships.
+- `spread`: gather `spread` times the wanted images that pass the screen, then keep the wanted number that
+  are most spread out in the judge's feature space (greedy farthest-point order, so any prefix is spread
+  too): a generator that repeats itself ships fewer look-alikes, and look-alikes are what a classifier
+  learns nothing new from.
 
 Candidates come from a fixed stream of latent seeds per (seed, class), so the same request gives the
 same images. When too few candidates pass within `max_tries` per wanted image, the rest are the
@@ -35,6 +39,7 @@ class Recipe:
     truncation: float = 1.0
     min_confidence: float = 0.0
     reject_copies: bool = False
+    spread: float = 1.0
     max_tries: int = 10
 
     @property
@@ -45,14 +50,17 @@ class Recipe:
         return asdict(self)
 
 
-# "recommended" = screening by the judge (conditioned class at >= 0.5) and no near-copies. Measured with a stand-in
-# generator that draws the wrong finding 40% of the time, on `demo-data --proportions nih --difficulty easy`
-# (bench/augment.py screening, 3 seeds, 400 classifier steps): the synthetic top-up's gain over the duplicate
-# control went from -0.251 +- 0.073 (plain samples) to +0.004 +- 0.007 (this recipe). Truncation stays 1.0: no
-# trained generator has been benched with it yet.
+# "recommended" = screening by the judge (conditioned class at >= 0.5), no near-copies, and the most spread-out
+# half of what passed. Measured with a stand-in generator that draws the wrong finding 40% of the time, on
+# `demo-data --proportions nih --difficulty easy` (bench/augment.py screening, 3 seeds, 400 classifier steps):
+# the synthetic top-up's gain over the duplicate control went from -0.251 +- 0.073 (plain samples) to +0.004 +-
+# 0.007 (screening). With the default generator (10 minutes) on realistic NIH-proportioned phantoms, the same
+# seeds, half the top-up synthetic: +0.022 +- 0.045 with screening alone (per seed +0.079, -0.070, +0.058),
+# +0.043 +- 0.027 with spread 2 (+0.096, +0.008, +0.025). Truncation stays 1.0: never benched with a trained
+# generator.
 RECIPES = {
     "none": Recipe("none"),
-    "recommended": Recipe("recommended", truncation=1.0, min_confidence=0.5, reject_copies=True),
+    "recommended": Recipe("recommended", truncation=1.0, min_confidence=0.5, reject_copies=True, spread=2.0),
 }
 
 
@@ -80,11 +88,24 @@ class Screen:
         _, _, held_ratio = memorisation_ratios(pixel_vectors(held_out_images), self.train_vectors)
         self.copy_threshold = copy_threshold(held_ratio)
 
-    def score(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, _ = self.embed(images)
+    def score(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The judge's confidence in each image's class, its copy ratio, and its judge features."""
+        probs, features = self.embed(images)
         confidence = probs[np.arange(len(labels)), labels]
         _, _, ratio = memorisation_ratios(pixel_vectors(images), self.train_vectors)
-        return confidence, ratio
+        return confidence, ratio, features
+
+
+def farthest_point_order(features: np.ndarray, n: int, first: int = 0) -> np.ndarray:
+    """Indices of `n` rows chosen greedily, each the farthest (Euclidean) from those already chosen,
+    starting at row `first`: the k-center greedy order, whose every prefix covers the set evenly."""
+    chosen = [int(first)]
+    nearest = np.linalg.norm(features - features[first], axis=1)
+    while len(chosen) < min(n, len(features)):
+        pick = int(nearest.argmax())
+        chosen.append(pick)
+        nearest = np.minimum(nearest, np.linalg.norm(features - features[pick], axis=1))
+    return np.asarray(chosen, np.int64)
 
 
 @dataclass
@@ -123,11 +144,12 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
     for label, wanted in counts.items():
         if wanted <= 0:
             continue
-        kept_x, kept_seed, spare = [], [], []  # spare: (confidence, seed, image) of non-copies below the bar
+        kept_x, kept_seed, kept_f, spare = [], [], [], []  # spare: (confidence, seed, image) of non-copies below the bar
         tried = 0
         cap = recipe.max_tries * wanted if screening else wanted
-        while len(kept_seed) < wanted and tried < cap:
-            missing = wanted - len(kept_seed)
+        gather = int(np.ceil(wanted * max(1.0, recipe.spread))) if screening else wanted
+        while len(kept_seed) < gather and tried < cap:
+            missing = gather - len(kept_seed)
             n = min(CHUNK, max(64, 2 * missing) if screening else missing)
             batch_seeds = candidate_seeds(seed, label, tried, n)
             batch = np.concatenate(list(_checked(source.iter_batches(np.full(n, label, np.int32), batch_seeds,
@@ -136,19 +158,24 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
             job.check()
             if not screening:
                 accept = np.ones(n, bool)
+                features = np.zeros((n, 0))
             else:
-                confidence, ratio = screen.score(batch, np.full(n, label))
+                confidence, ratio, features = screen.score(batch, np.full(n, label))
                 novel = ratio >= screen.copy_threshold if recipe.reject_copies else np.ones(n, bool)
                 accept = novel & (confidence >= recipe.min_confidence)
                 spare += [(c, s, im) for c, s, im, ok, new in zip(confidence, batch_seeds, batch, accept, novel)
                           if new and not ok]
-            for image, s in zip(batch[accept], batch_seeds[accept]):
-                if len(kept_seed) < wanted:
+            for image, s, f in zip(batch[accept], batch_seeds[accept], features[accept]):
+                if len(kept_seed) < gather:
                     kept_x.append(image)
                     kept_seed.append(s)
+                    kept_f.append(f)
             job.report(offset + done + int(wanted * min(1.0, tried / cap)), total,
-                       f"drawing {names[label]}: {len(kept_seed)} of {wanted} accepted after {tried} "
+                       f"drawing {names[label]}: {min(len(kept_seed), wanted)} of {wanted} accepted after {tried} "
                        f"candidates (cap {cap})")
+        if len(kept_seed) > wanted:  # spread > 1: the wanted number most spread out, in farthest-point order
+            keep = farthest_point_order(np.stack(kept_f), wanted)
+            kept_x, kept_seed = [kept_x[i] for i in keep], [kept_seed[i] for i in keep]
         passed = len(kept_seed)
         for _, s, image in sorted(spare, key=lambda item: -item[0])[:wanted - passed]:
             kept_x.append(image)
