@@ -512,7 +512,8 @@ class EvaluatePanel(QWidget):
         self.augment_summary.setText(
             f"Measured over {report['config']['seeds']} seed(s) on {report['test_images']} held-out real images "
             f"(the verdict above). {report['recommended']['advice']}\n\nThe synthetic arm adds just enough images to "
-            f"give every class as many as the largest ({added}); the control repeats real images to the same counts. "
+            f"give every class as many as the largest ({added}; where fewer generated images passed the screening, "
+            "real ones are repeated instead); the control repeats real images to the same counts. "
             "Hover over an arm or a row title for what it means.")
         folder = Path(report["run"]) / "evaluation"
         self._show_plots(folder, report.get("plots", {}), BENCH_PLOTS)

@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import UserError
 from core.evaluation.augment_bench import (AugmentBenchConfig, augment_bench, paired_gain, plan_arms, rarest,
-                                           repeats, report_table)
+                                           repeats, report_table, screened_arm)
 from tests.toy_sources import ToySource, imbalanced_toy_data
 
 
@@ -29,6 +29,23 @@ def test_the_duplicate_control_adds_exactly_what_the_synthetic_arm_adds():
     assert arms["synthetic_x2"].synthetic == {0: 0, 1: 100, 2: 70} and not any(arms["synthetic_x2"].duplicates.values())
     assert arms["pretrain"].pretrain and arms["pretrain"].synthetic == {0: 60, 1: 60, 2: 60}
     assert arms["pretrain"].duplicates == arms["duplicate_control"].duplicates
+
+
+def test_synthetic_images_that_failed_the_screen_are_replaced_by_repeats_so_every_arm_stays_count_matched():
+    counts = np.array([60, 10, 25])
+    arms = {arm.name: arm for arm in plan_arms(counts, shares=[0.5], pretrain=True)}
+    passed = {0: 60, 1: 50, 2: 5}                       # class 2: the judge read only 5 as their class
+    full = screened_arm(arms["synthetic"], passed)
+    assert full.synthetic == {0: 0, 1: 50, 2: 5} and full.duplicates == {0: 0, 1: 0, 2: 30}
+    half = screened_arm(arms["synthetic_x0.5"], passed)
+    assert arms["synthetic_x0.5"].synthetic == {0: 0, 1: 25, 2: 18}
+    assert half.synthetic == {0: 0, 1: 25, 2: 5} and half.duplicates == {0: 0, 1: 25, 2: 30}
+    control = arms["duplicate_control"].duplicates
+    for arm in (full, half):
+        assert {c: arm.synthetic[c] + arm.duplicates[c] for c in range(3)} == control
+    pretrain = screened_arm(arms["pretrain"], passed)
+    assert pretrain.synthetic == {0: 60, 1: 50, 2: 5} and pretrain.duplicates == control
+    assert screened_arm(arms["synthetic"], {0: 60, 1: 60, 2: 60}) == arms["synthetic"]   # all passed: as planned
 
 
 def test_repeats_cycle_through_a_class_so_every_image_is_repeated_evenly():
@@ -164,3 +181,4 @@ def test_the_bench_results_and_verdict_go_to_the_runs_tensorboard(random_labels_
     assert float(tags["evaluation/bench_balanced_accuracy/real"]) == pytest.approx(
         random_labels_report["arms"]["real"]["balanced_accuracy"]["mean"], abs=1e-6)
     assert b"Synthetic images hurt" in tags["evaluation/augment_bench_verdict"].item()
+
