@@ -144,7 +144,8 @@ def draw(source, counts: dict[int, int], seed: int, recipe: Recipe, screen: Scre
     for label, wanted in counts.items():
         if wanted <= 0:
             continue
-        kept_x, kept_seed, kept_f, spare = [], [], [], []  # spare: (confidence, seed, image) of non-copies below the bar
+        kept_x, kept_seed, kept_f = [], [], []   # images that passed, their seeds and judge features
+        spare = []   # (confidence, seed, image) of non-copies below the bar
         tried = 0
         cap = recipe.max_tries * wanted if screening else wanted
         gather = int(np.ceil(wanted * max(1.0, recipe.spread))) if screening else wanted
