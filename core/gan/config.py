@@ -119,12 +119,10 @@ class TrainConfig:
                                      "'generated' class, so the generator cannot please it with marks that no "
                                      "real image has: a 10-minute run then drew its classes 90% of the time "
                                      "instead of 73% (bench/quality.py).", label='Class guide sees generated images')
-    diversity_weight: float = option(4.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
+    diversity_weight: float = option(2.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
                                           "penalised when two latents give nearly the same image of a class. "
-                                          "After 10 minutes on realistic phantoms, 4 drew images as varied as "
-                                          "the real ones (within-class MS-SSIM 0.60 against 0.57 real; 0.69 "
-                                          "with 2, 0.77 with 1) at the same class fidelity (bench/quality.py). "
-                                          "0 = off.", label='Diversity weight')
+                                          "2 kept the class fidelity of weight 1 and varied more (within-class "
+                                          "MS-SSIM 0.69 instead of 0.77). 0 = off.", label='Diversity weight')
     classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
                                                    "means classes[k]); each training image carries exactly one.",
                            form=False, label='Classes')
