@@ -122,7 +122,10 @@ class TrainConfig:
     diversity_weight: float = option(2.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
                                           "penalised when two latents give nearly the same image of a class. "
                                           "2 kept the class fidelity of weight 1 and varied more (within-class "
-                                          "MS-SSIM 0.69 instead of 0.77). 0 = off.", label='Diversity weight')
+                                          "MS-SSIM 0.69 instead of 0.77); 4 varied as much as real images (0.60 "
+                                          "against 0.57) at the same overall fidelity, but its augmentation gain, "
+                                          "as large on average, was less consistent (bench/augment.py). "
+                                          "0 = off.", label='Diversity weight')
     classes: list = option(list(DEFAULT_CLASSES), "Classes to learn, in label order (generator.keras label k "
                                                    "means classes[k]); each training image carries exactly one.",
                            form=False, label='Classes')
