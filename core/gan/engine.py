@@ -58,8 +58,8 @@ def resolve_precision(name: str) -> tuple[str, str | None]:
     bench/train_throughput.py). What keeps it opt-in is resume: in bfloat16 a resumed run departs from the
     uninterrupted one by a bfloat16 rounding step (~0.4%) within a few steps, where float32 repeats it bit
     for bit, and a killed run that resumes exactly is a promise of this tool. Part of it is Grappler's
-    remapper fusing ops differently in the two processes; with remapping off some settings resume exactly
-    and others (adaptive augmentation with LeCam, the class guide) still do not.
+    remapper fusing ops differently in the two processes; with remapping off the default settings (class guide,
+    mode seeking) resumed exactly, adaptive augmentation with LeCam still did not.
     An explicit mixed precision the hardware has no fast arithmetic for falls back to float32: without
     native support TensorFlow emulates bfloat16 and float16, slower than float32 (bench/train_throughput.py).
     """
