@@ -20,8 +20,8 @@ from core.gan.config import TrainConfig
 
 SCALE_OUT = """\
 GPU: install the gpu extra (pip install -e .[gpu]); TensorFlow then uses the GPU by itself. The default
---precision auto is mixed_float16 on NVIDIA GPUs and float32 on CPUs (mixed_bfloat16 is opt-in: Ampere
-or newer, and CPUs with AMX).
+--precision auto is mixed_float16 on NVIDIA GPUs, mixed_bfloat16 on CPUs with AMX or AVX512-BF16 and
+float32 on other CPUs (mixed_bfloat16 on a GPU is a choice: Ampere or newer).
 Several GPUs in one machine: --strategy mirrored (the batch is split over them; keep --batch a
 multiple of the GPU count). Several machines: set TF_CONFIG on every machine, e.g.
   TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'

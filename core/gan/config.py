@@ -70,10 +70,8 @@ class TrainConfig:
     ema_decay: float = option(0.999, "Decay of the EMA generator used for samples and export.", label='Generator averaging (EMA)')
     balanced: bool = option(True, "Sample classes equally often in each batch.", label='Balance the classes')
     precision: str = option("auto", "Compute precision. 'auto': mixed_float16 (with loss scaling) on a CUDA GPU, "
-                                    "else float32. 'mixed_bfloat16' is faster on CPUs with AMX or AVX512-BF16 (15% "
-                                    "more steps in ten minutes at the same class fidelity and variety), but a "
-                                    "resumed run then repeats an uninterrupted one only to within bfloat16 "
-                                    "rounding. "
+                                    "mixed_bfloat16 on CPUs with AMX or AVX512-BF16 (15% more steps in ten "
+                                    "minutes at the same class fidelity and variety), else float32. "
                                     "A precision this hardware cannot run fast falls back to float32 with a notice.",
                         choices=PRECISIONS, label='Number precision')
     xla: str = option("auto", "How the step is compiled: 'step' = the whole train step by XLA, 'last_layer' = only "

@@ -50,22 +50,19 @@ def has_cuda_gpu() -> bool:
 def resolve_precision(name: str) -> tuple[str, str | None]:
     """The Keras dtype policy to train with, and a one-line notice when it is not what was asked for.
 
-    'auto' is mixed_float16 (loss-scaled) on a CUDA GPU and float32 on a CPU. mixed_bfloat16 stays an
-    explicit choice on CPUs with AMX/AVX512-BF16, although on such a CPU (AVX512-BF16, 2 cores) it cost no
-    quality: ten-minute runs on unseen realistic phantoms, three training seeds each (bench/quality.py
-    --data-seed 7), put 97.0% +- 1.1 of the images in their class against 97.5% +- 2.3 in float32, with
-    within-class MS-SSIM 0.552 against 0.562, in 4,355 steps against 3,779 (a step 1.36x as fast at 64 px,
-    bench/train_throughput.py). What keeps it opt-in is resume: in bfloat16 a resumed run departs from the
-    uninterrupted one by a bfloat16 rounding step (~0.4%) within a few steps, where float32 repeats it bit
-    for bit, and a killed run that resumes exactly is a promise of this tool. Part of it is Grappler's
-    remapper fusing ops differently in the two processes; with remapping off the default settings (class guide,
-    mode seeking) resumed exactly, adaptive augmentation with LeCam still did not.
+    'auto' is mixed_float16 (loss-scaled) on a CUDA GPU, mixed_bfloat16 on a CPU with AMX or AVX512-BF16,
+    float32 elsewhere. On such a CPU (AVX512-BF16, 2 cores) bfloat16 cost no quality: ten-minute runs on
+    unseen realistic phantoms, three training seeds each (bench/quality.py --data-seed 7), put 97.0% +- 1.1
+    of the images in their class against 97.5% +- 2.3 in float32, with within-class MS-SSIM 0.552 against
+    0.562, in 4,355 steps against 3,779 (a step 1.36x as fast at 64 px, bench/train_throughput.py). A
+    killed bfloat16 run resumes bit for bit like a float32 one (tests/test_gan_engine.py), given that the
+    engine starts from a clean Keras session (see GanEngine).
     An explicit mixed precision the hardware has no fast arithmetic for falls back to float32: without
     native support TensorFlow emulates bfloat16 and float16, slower than float32 (bench/train_throughput.py).
     """
     gpu = has_cuda_gpu()
     if name == "auto":
-        return ("mixed_float16" if gpu else "float32"), None
+        return ("mixed_float16" if gpu else "mixed_bfloat16" if cpu_supports_bf16() else "float32"), None
     if name == "mixed_float16" and not gpu:
         return "float32", "precision mixed_float16 needs a CUDA GPU; training in float32 instead"
     if name == "mixed_bfloat16" and not gpu and not cpu_supports_bf16():
@@ -126,7 +123,13 @@ def _score(outputs, strength):
 
 
 class GanEngine:
-    """Owns G, D, the EMA generator and both optimizers; `train_step` runs one global step."""
+    """Owns G, D, the EMA generator and both optimizers; `train_step` runs one global step.
+
+    It builds its models in a cleared Keras session: auto-generated layer names (and with them the
+    traced graph) then do not depend on what the process built before. In bfloat16 they matter: Grappler
+    fused a second engine's graph differently, and a run resumed in the process that had trained before
+    departed from the uninterrupted one by a rounding step, where a resume in a fresh process was exact.
+    """
 
     def __init__(self, config: TrainConfig, n_classes: int, strategy=None):
         self.config = config
@@ -146,8 +149,12 @@ class GanEngine:
         self.policies = () if self.reference else config.augment_policies()
         self.precision, notice = resolve_precision(config.precision)
         self.notices = [notice] if notice else []
+        if config.precision == "auto" and self.precision == "mixed_bfloat16":
+            self.notices.append("number precision: bfloat16, which this CPU computes natively (faster than "
+                                "float32 at the same image quality)")
         self.adaptive = bool(self.policies) and config.ada_target > 0 and not self.reference
         self.lecam = config.lecam_weight > 0 and not self.reference
+        keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope(), dtype_policy(self.precision):
             self.generator, self.discriminator = build_models(
@@ -439,6 +446,24 @@ class GanEngine:
     def generate(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """EMA generator output, float32 (N, S, S, 1) in [-1, 1]."""
         return self._generate(tf.constant(z, tf.float32), tf.constant(labels, tf.int32)).numpy()
+
+    def saved_generator(self):
+        """The EMA generator as generator.keras holds it: computing in float32 whatever the training
+        precision, so a run's generator gives the same pixels on any machine and a CPU without bfloat16
+        does not emulate it (a bfloat16 export stays a choice, core/export/generator.py)."""
+        if self.precision == "float32":
+            return self.ema
+
+        def in_float32(layer):
+            config = layer.get_config()
+            if not isinstance(layer, keras.layers.InputLayer):
+                config["dtype"] = "float32"
+            return layer.__class__.from_config(config)
+
+        with dtype_policy("float32"):
+            model = keras.models.clone_model(self.ema, clone_function=in_float32)
+        model.set_weights(self.ema.get_weights())
+        return model
 
     # ---- state ------------------------------------------------------------------------------------
     def _groups(self):

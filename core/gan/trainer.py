@@ -215,7 +215,7 @@ class _Run:
 
         def save():
             try:
-                engine.ema.save(tmp)
+                engine.saved_generator().save(tmp)
                 os.replace(tmp, self.paths.generator)
             except BaseException:
                 tmp.unlink(missing_ok=True)

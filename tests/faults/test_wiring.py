@@ -188,7 +188,7 @@ class _Weights:
 
 
 class _FakeEngine:
-    """What the trainer's save helpers use of a GanEngine: weights to check, state bytes, `ema.save`."""
+    """What the trainer's save helpers use of a GanEngine: weights to check, state bytes, `saved_generator().save`."""
 
     def __init__(self, size: int):
         self.generator = self.discriminator = _Weights()
@@ -202,6 +202,9 @@ class _FakeEngine:
                 Path(path).write_bytes(b"k" * engine.size)
 
         self.ema = Ema()
+
+    def saved_generator(self):
+        return self.ema
 
     def state_bytes(self, step: int, extra: dict) -> bytes:
         return b"s" * self.size
