@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, ModulatedBatchNorm, SNConv2D,
-                             SNDense)
+                             SNDense, UpConv)
 from core.gan.models import build_models, reference_discriminator, reference_generator, sngan_generator
 
 
@@ -83,6 +83,48 @@ def test_conditional_batch_norm_shifts_by_class():
     assert out[1].mean() - out[0].mean() == pytest.approx(5.0, abs=1e-3)
 
 
+def test_the_sub_pixel_up_conv_is_nearest_upsampling_then_a_3x3_conv():
+    """Same outputs and kernel gradient as UpSampling2D + Conv2D, at the borders too (odd, unequal sides)."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 5, 7, 3)), tf.float32)
+    up = UpConv(4)
+    up.build(x.shape)
+    up.kernel.assign(np.random.default_rng(1).standard_normal((3, 3, 3, 4)).astype(np.float32))
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)
+    conv.build((None, 10, 14, 3))
+    conv.kernel.assign(up.kernel)
+    with tf.GradientTape(persistent=True) as tape:
+        ours, theirs = up(x), conv(keras.layers.UpSampling2D(2)(x))
+        weights = tf.constant(np.random.default_rng(2).standard_normal((2, 10, 14, 4)), tf.float32)
+        loss_ours, loss_theirs = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
+    assert ours.shape == (2, 10, 14, 4)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss_ours, up.kernel), tape.gradient(loss_theirs, conv.kernel),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_modulated_batch_norm_is_batch_norm_then_the_modulation():
+    """Folding the normalisation into the modulation changes rounding only: outputs and moving statistics
+    equal BatchNormalization followed by `* (1 + cond @ gamma) + cond @ beta`, in training and inference."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, 6, 6, 5)) * 2 + 1).astype(np.float32)
+    cond = rng.standard_normal((4, 7)).astype(np.float32)
+    layer = ModulatedBatchNorm()
+    layer.build([x.shape, cond.shape])
+    layer.gamma.assign(rng.standard_normal((7, 5)).astype(np.float32) * 0.3)
+    layer.beta.assign(rng.standard_normal((7, 5)).astype(np.float32) * 0.3)
+    norm = keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9, epsilon=1e-5)
+    norm.build(x.shape)
+    gamma, beta = (cond @ layer.gamma.numpy())[:, None, None, :], (cond @ layer.beta.numpy())[:, None, None, :]
+    for training in (True, False):
+        expected = np.asarray(norm(x, training=training)) * (1 + gamma) + beta
+        np.testing.assert_allclose(layer([x, cond], training=training), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.norm.moving_mean, norm.moving_mean, rtol=1e-6)
+    np.testing.assert_allclose(layer.norm.moving_variance, norm.moving_variance, rtol=1e-6)
+    assert not np.allclose(norm.moving_mean, 0.0)        # the training call did move the statistics
+
+
 def test_generator_with_custom_layers_loads_with_safe_mode(tmp_path):
     g = sngan_generator(n_classes=3, size=32, latent_dim=8, channels=4)
     path = tmp_path / "g.keras"
@@ -122,6 +164,6 @@ def test_every_generator_block_sees_the_latent_and_the_class():
 
 def test_custom_layers_round_trip_their_config():
     for layer in (SNConv2D(4, 3, strides=2), SNDense(5), ConditionalBatchNorm(3), ClassProjection(3),
-                  ClassEmbedding(3, 6), ModulatedBatchNorm(momentum=0.8)):
+                  ClassEmbedding(3, 6), ModulatedBatchNorm(momentum=0.8), UpConv(6)):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()

@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, GlobalSumPool, MinibatchStdDev,
-                             ModulatedBatchNorm, SNConv2D, SNDense)
+                             ModulatedBatchNorm, SNConv2D, SNDense, UpConv)
 
 CLASS_DIM = 32   # length of the generator's class embedding
 
@@ -99,8 +99,7 @@ def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, chann
     h = layers.Reshape((4, 4, seed_width))(h)
     h = layers.ReLU()(norm(h))
     for i in range(1, blocks + 1):
-        h = layers.UpSampling2D(2)(h)
-        h = layers.Conv2D(_width(channels, 64, 4 * 2 ** i), 3, padding="same", use_bias=False)(h)
+        h = UpConv(_width(channels, 64, 4 * 2 ** i))(h)
         h = layers.ReLU()(norm(h))
     out = layers.Conv2D(1, 3, padding="same", activation="tanh", dtype="float32", name="to_image")(h)
     return keras.Model([z, label], out, name="sngan_generator")
