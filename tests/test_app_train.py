@@ -135,6 +135,9 @@ def test_presets_set_a_time_budget_and_the_advanced_fields_have_readable_names(p
     panel.preset_buttons["Quick look"].setChecked(True)
     config = panel.build_config(resume=False)
     assert config.minutes == 5 and config.steps >= 100_000
+    panel.preset_buttons["Best quality"].setChecked(True)
+    config = panel.build_config(resume=False)
+    assert (config.minutes, config.size, config.diversity_weight) == (30, 128, 4.0)
     label = panel.form.layout().labelForField(panel.form.editors["lr_g"]).text()
     assert label == "Generator learning rate"
     assert not panel.form.isVisible()
