@@ -204,6 +204,10 @@ def _drag(window, start, end, modifier=Qt.NoModifier) -> None:
     def at(x, y):
         return view.mapFromScene(viewer.view_box.mapViewToScene(QPointF(x, y)))
 
+    # hover first, as a real mouse does: pyqtgraph picks the item a drag goes to from its last hover
+    # event, and it rate-limits those, so a press right after the previous drag could miss the view
+    QTest.mouseMove(view.viewport(), at(*start))
+    QTest.qWait(50)
     QTest.mousePress(view.viewport(), Qt.LeftButton, modifier, at(*start))
     for step in range(1, 11):
         QTest.mouseMove(view.viewport(), at(start[0] + (end[0] - start[0]) * step / 10,
