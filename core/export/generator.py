@@ -212,22 +212,6 @@ def _config_int(config: dict, key: str, path: Path) -> int:
     return value
 
 
-def _in_bfloat16(model: Any) -> Any:
-    """The same network computing in bfloat16 (mixed policy), except its output layers."""
-    import keras
-
-    outputs = {id(t._keras_history[0]) for t in model.outputs}
-
-    def clone(layer):
-        if id(layer) in outputs or isinstance(layer, keras.layers.InputLayer):
-            return layer.__class__.from_config(layer.get_config())
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
-
-    fast = keras.models.clone_model(model, clone_function=clone)
-    fast.set_weights(model.get_weights())
-    return fast
-
-
 def load_generator(run_dir, batch_size: int = DEFAULT_BATCH, precision: str = "saved") -> Generator:
     """Load `run_dir/generator.keras` safely (no code from the file runs) and check it is ours."""
     run_dir = Path(run_dir)
@@ -254,7 +238,9 @@ def load_generator(run_dir, batch_size: int = DEFAULT_BATCH, precision: str = "s
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "bfloat16":
-        model = _in_bfloat16(model)
+        from core.gan.models import with_dtype_policy
+
+        model = with_dtype_policy(model, "mixed_bfloat16", keep_outputs=True)   # the output layers in float32
     return Generator(run_dir=run_dir, model=model, config=config, classes=list(classes), latent_dim=latent_dim,
                      size=size, sha256=file_sha256(path), batch_size=batch_size, precision=precision)
 

@@ -25,7 +25,7 @@ from core.errors import UserError
 from core.gan.augment import diff_augment
 from core.gan.config import TrainConfig
 from core.gan.guide import GUIDE_LR, GUIDE_POLICIES, build_guide
-from core.gan.models import build_models
+from core.gan.models import build_models, with_dtype_policy
 
 
 
@@ -451,19 +451,7 @@ class GanEngine:
         """The EMA generator as generator.keras holds it: computing in float32 whatever the training
         precision, so a run's generator gives the same pixels on any machine and a CPU without bfloat16
         does not emulate it (a bfloat16 export stays a choice, core/export/generator.py)."""
-        if self.precision == "float32":
-            return self.ema
-
-        def in_float32(layer):
-            config = layer.get_config()
-            if not isinstance(layer, keras.layers.InputLayer):
-                config["dtype"] = "float32"
-            return layer.__class__.from_config(config)
-
-        with dtype_policy("float32"):
-            model = keras.models.clone_model(self.ema, clone_function=in_float32)
-        model.set_weights(self.ema.get_weights())
-        return model
+        return self.ema if self.precision == "float32" else with_dtype_policy(self.ema, "float32")
 
     # ---- state ------------------------------------------------------------------------------------
     def _groups(self):

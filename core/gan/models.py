@@ -135,6 +135,23 @@ def sngan_discriminator(n_classes: int, size: int = 64, channels: int = 32) -> k
     return keras.Model([image, label], [score, projection, logits], name="sngan_discriminator")
 
 
+def with_dtype_policy(model: keras.Model, policy: str, keep_outputs: bool = False) -> keras.Model:
+    """A copy of `model` (same weights) whose layers compute in `policy`; its input layers, and with
+    `keep_outputs` the layers that give its outputs, keep their own dtype. The trainer saves a bfloat16
+    run's generator in float32, and the export computes a generator in bfloat16 on request."""
+    outputs = {id(t._keras_history[0]) for t in model.outputs} if keep_outputs else set()
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) not in outputs and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def build_models(arch: str, n_classes: int, size: int, latent_dim: int, channels: int, latent_blocks: bool = True):
     """(generator, discriminator) for the named architecture."""
     if arch == "reference":
