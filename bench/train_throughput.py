@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_throughput.py [--steps 3] [--only NAME ...] [--rounds 1]
     .venv/bin/python bench/train_throughput.py --profile sngan64     # the top TensorFlow ops of one step
+    .venv/bin/python bench/train_throughput.py --profile sngan128 --by model layer   # ... by model, by layer
 
 Every configuration runs in its own fresh interpreter (clean peak RSS, no shared TF state), a warm-up
 step first (tracing/compilation), then `--steps` timed steps on random data. images/s counts the
@@ -32,8 +33,11 @@ is shared, so compare rows of one run. The load average (1 min) is printed per r
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -132,11 +136,13 @@ def _engine_step_fn(spec: dict):
     return step, lambda: True
 
 
-def top_ops(logdir: str, steps: int, n: int = 15) -> list[tuple[str, float, float]]:
-    """(op type, ms per step, share) of the TensorFlow ops in a profiler trace, by total time."""
-    import collections
-    import glob
+_MODEL = re.compile(r"(sngan_generator|sngan_discriminator|class_guide|reference_generator|reference_discriminator)"
+                    r"(?:_\d+)?/([A-Za-z_0-9]+?)(?:_\d+)?/")
 
+
+def op_times(logdir: str) -> collections.Counter:
+    """Picoseconds per op instance (its full name, e.g. 'gradient_tape/class_guide_3/conv2d_1/...:Conv2D')
+    in a profiler trace; only the op executions, not the Eigen pool lines that are their shards."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
@@ -145,39 +151,27 @@ def top_ops(logdir: str, steps: int, n: int = 15) -> list[tuple[str, float, floa
     totals: collections.Counter = collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
-            if line.name.startswith("tf_Compute"):   # op executions (the Eigen pool lines are their shards)
+            if line.name.startswith("tf_Compute"):
                 for event in line.events:
-                    totals[plane.event_metadata[event.metadata_id].name.rsplit(":", 1)[-1]] += event.duration_ps
-    totals.pop("Process", None)                      # the executor's own span encloses the ops
-    everything = sum(totals.values()) or 1
-    return [(name, ps / 1e9 / steps, ps / everything) for name, ps in totals.most_common(n)]
+                    totals[plane.event_metadata[event.metadata_id].name] += event.duration_ps
+    for name in [name for name in totals if name.rsplit(":", 1)[-1] == "Process"]:
+        del totals[name]                             # the executor's own span encloses the ops
+    return totals
 
 
-def profile(name: str, steps: int, overrides: dict) -> None:
-    """Print the top ops of `steps` steps of one configuration (after two warm-up steps)."""
-    import tempfile
-
-    import tensorflow as tf
-
-    from core.gan.config import TrainConfig
-
-    spec = dict(CONFIGS[name])
-    for field, text in overrides.items():
-        default = getattr(TrainConfig(run="x"), field)
-        spec[field] = text.lower() in ("1", "true") if isinstance(default, bool) else type(default)(text)
-    step, _ = _engine_step_fn(spec)
-    step()
-    step()
-    logdir = tempfile.mkdtemp(prefix="cxr_profile_")
-    tf.profiler.experimental.start(logdir)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - t) / steps
-    tf.profiler.experimental.stop()
-    print(f"{name} {overrides or ''}: {seconds:.3f} s/step under the profiler (load {os.getloadavg()[0]:.1f}); top ops by time:")
-    for op, ms, share in top_ops(logdir, steps):
-        print(f"  {op:<28} {ms:9.1f} ms/step {share:6.1%}")
+def group_times(totals: collections.Counter, by: str) -> collections.Counter:
+    """Sum op times by op type ('op'), by model and pass ('model': e.g. 'class_guide backward'), or by
+    layer and pass ('layer': e.g. 'class_guide/group_norm forward'; a model's layer called several times
+    per step counts once). Ops outside the models are 'other'."""
+    grouped: collections.Counter = collections.Counter()
+    for name, ps in totals.items():
+        if by == "op":
+            grouped[name.rsplit(":", 1)[-1]] += ps
+            continue
+        found = _MODEL.search(name)
+        where = "other" if not found else found.group(1) if by == "model" else f"{found.group(1)}/{found.group(2)}"
+        grouped[f"{where} {'backward' if name.startswith('gradient_tape') else 'forward'}"] += ps
+    return grouped
 
 
 def run_one(name: str, steps: int) -> dict:
@@ -212,12 +206,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="run every configuration this many times, interleaved")
     parser.add_argument("--profile", choices=[n for n in CONFIGS if n != "notebook"],
                         help="print the top TensorFlow ops of one configuration instead")
+    parser.add_argument("--by", nargs="+", choices=("op", "model", "layer"), default=["op"],
+                        help="with --profile: group op time by op type, by model and pass, or by layer and pass")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="with --profile: override a TrainConfig field (e.g. channels=16)")
     parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile:
-        profile(args.profile, args.steps, dict(item.split("=", 1) for item in args.set))
+        profile(args.profile, args.steps, dict(item.split("=", 1) for item in args.set), tuple(args.by))
         return 0
     if args.child:
         print(json.dumps(run_one(args.child, args.steps)))

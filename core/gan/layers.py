@@ -313,9 +313,8 @@ class UpConv(keras.layers.Layer):
 
         kernel = _transposed_taps(_transposed_taps(self.kernel, 0), 1)
         kernel = ops.cast(ops.transpose(kernel, (0, 1, 3, 2)), self.compute_dtype)   # (4, 4, filters, in)
-        shape = tf.shape(x)
-        return tf.nn.conv2d_transpose(x, kernel, tf.stack([shape[0], 2 * shape[1], 2 * shape[2], self.filters]),
-                                      2, "SAME")
+        sides = [2 * side if side is not None else 2 * tf.shape(x)[i + 1] for i, side in enumerate(x.shape[1:3])]
+        return tf.nn.conv2d_transpose(x, kernel, tf.stack([tf.shape(x)[0], *sides, self.filters]), 2, "SAME")
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -345,4 +344,5 @@ class GroupNorm(keras.layers.GroupNormalization):
         inv = ops.rsqrt(ops.maximum(mean_square - ops.square(mean), 0.0) + self.epsilon)
         scale = ops.reshape(inv * ops.reshape(self.gamma, (groups, channels // groups)), (-1, channels))
         shift = self.beta - ops.reshape(mean * ops.ones((1, 1, channels // groups)), (-1, channels)) * scale
-        return inputs * ops.cast(scale, inputs.dtype)[:, None, None, :] + ops.cast(shift, inputs.dtype)[:, None, None, :]
+        scale, shift = (ops.cast(v, inputs.dtype)[:, None, None, :] for v in (scale, shift))
+        return inputs * scale + shift
