@@ -137,7 +137,7 @@ def _engine_step_fn(spec: dict):
 
 
 _MODEL = re.compile(r"(sngan_generator|sngan_discriminator|class_guide|reference_generator|reference_discriminator)"
-                    r"(?:_\d+)?/([A-Za-z_0-9]+?)(?:_\d+)?/")
+                    r"(?:_\d+)?/([A-Za-z_0-9]+)/")
 
 
 def op_times(logdir: str) -> collections.Counter:
@@ -161,8 +161,10 @@ def op_times(logdir: str) -> collections.Counter:
 
 def group_times(totals: collections.Counter, by: str) -> collections.Counter:
     """Sum op times by op type ('op'), by model and pass ('model': e.g. 'class_guide backward'), or by
-    layer and pass ('layer': e.g. 'class_guide/group_norm forward'; a model's layer called several times
-    per step counts once). Ops outside the models are 'other'."""
+    layer and pass ('layer': e.g. 'class_guide/group_norm_1 forward'). Layer names are TensorFlow's name
+    scopes: a layer's second call in a step is scoped like a layer of the same name with a suffix (the
+    first call of `up_conv_4` is 'up_conv_4', its second 'up_conv_4_1'), so a layer called several times
+    shows once per call. Ops outside the models are 'other'."""
     grouped: collections.Counter = collections.Counter()
     for name, ps in totals.items():
         if by == "op":
@@ -172,6 +174,39 @@ def group_times(totals: collections.Counter, by: str) -> collections.Counter:
         where = "other" if not found else found.group(1) if by == "model" else f"{found.group(1)}/{found.group(2)}"
         grouped[f"{where} {'backward' if name.startswith('gradient_tape') else 'forward'}"] += ps
     return grouped
+
+
+def profile(name: str, steps: int, overrides: dict, by: tuple[str, ...] = ("op",), top: int = 15) -> None:
+    """Print where `steps` steps of one configuration spend their compute time (after two warm-up steps):
+    the top op types, models or layers (`by`)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from core.gan.config import TrainConfig
+
+    spec = dict(CONFIGS[name])
+    for field, text in overrides.items():
+        default = getattr(TrainConfig(run="x"), field)
+        spec[field] = text.lower() in ("1", "true") if isinstance(default, bool) else type(default)(text)
+    step, _ = _engine_step_fn(spec)
+    step()
+    step()
+    logdir = tempfile.mkdtemp(prefix="cxr_profile_")
+    tf.profiler.experimental.start(logdir)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - t) / steps
+    tf.profiler.experimental.stop()
+    totals = op_times(logdir)
+    everything = sum(totals.values()) or 1
+    print(f"{name} {overrides or ''}: {seconds:.3f} s/step under the profiler (load {os.getloadavg()[0]:.1f}), "
+          f"{everything / 1e9 / steps:.0f} ms of op time per step (summed over threads)")
+    for grouping in by:
+        print(f"top {grouping}s by time:")
+        for key, ps in group_times(totals, grouping).most_common(top):
+            print(f"  {key:<48} {ps / 1e9 / steps:9.1f} ms/step {ps / everything:6.1%}")
 
 
 def run_one(name: str, steps: int) -> dict:
