@@ -161,7 +161,7 @@ def op_times(logdir: str) -> collections.Counter:
 
 def group_times(totals: collections.Counter, by: str) -> collections.Counter:
     """Sum op times by op type ('op'), by model and pass ('model': e.g. 'class_guide backward'), or by
-    layer and pass ('layer': e.g. 'class_guide/group_norm_1 forward'). Layer names are TensorFlow's name
+    layer and pass ('layer': e.g. 'class_guide/conv2d_1 forward'). Layer names are TensorFlow's name
     scopes: a layer's second call in a step is scoped like a layer of the same name with a suffix (the
     first call of `up_conv_4` is 'up_conv_4', its second 'up_conv_4_1'), so a layer called several times
     shows once per call. Ops outside the models are 'other'."""
