@@ -119,3 +119,32 @@ def test_a_judge_that_cannot_be_built_turns_live_quality_off_in_one_line(toy, tm
     quality.wait_for_judge()
     assert quality.observe(2, grid, tmp_path / "run", str(cache)) == []
     assert quality.failed and len(logged) == 1 and "live quality is off" in logged[0] and "Nodule" in logged[0]
+
+
+@pytest.mark.slow
+def test_the_judge_trains_in_a_process_of_its_own_and_its_death_or_a_stop_costs_one_line(toy, tmp_path):
+    """It once trained in a thread of the training process: TensorFlow run from two threads corrupted
+    memory (runs died at their first sample grid) and the judge's seeding reseeded the training process."""
+    cache, real = toy
+    grid = _grid(real, [0, 1, 2])
+    np.random.seed(1234)
+    before = np.random.get_state()[1].copy()
+    logged = []
+    quality = LiveQuality(TOY_CLASSES, SIZE, SAMPLE_COLUMNS, log=logged.append)
+    quality.observe(1, grid, tmp_path / "run", str(cache))
+    quality.wait_for_judge()
+    assert not quality.failed and quality.judge_seconds is not None
+    assert np.array_equal(np.random.get_state()[1], before)        # this process's generators untouched
+
+    dead = LiveQuality(TOY_CLASSES, SIZE, SAMPLE_COLUMNS, log=logged.append)
+    dead.observe(1, grid, tmp_path / "dead", str(cache))
+    dead._process.kill()                                            # as the OOM killer would
+    dead.wait_for_judge()
+    assert dead.failed and "ended unexpectedly" in logged[-1] and dead.observe(2, grid, tmp_path / "dead",
+                                                                                str(cache)) == []
+
+    stopped = LiveQuality(TOY_CLASSES, SIZE, SAMPLE_COLUMNS, log=logged.append)
+    stopped.observe(1, grid, tmp_path / "stopped", str(cache))
+    process = stopped._process
+    stopped.close()                                                 # the run ended while its judge trained
+    assert not process.is_alive() and not list((tmp_path / "stopped" / "evaluation").glob("evaluator_*.keras"))

@@ -172,6 +172,14 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray, classes: list[str])
     return digest.hexdigest()
 
 
+def evaluator_path(folder: Path, images: np.ndarray, labels: np.ndarray, classes: list[str],
+                   config: ClassifierConfig) -> Path:
+    """Where `cached_classifier` keeps the evaluator of these images and settings (the file may not exist)."""
+    settings = json.dumps({**asdict(config), "architecture": ARCHITECTURE_VERSION}, sort_keys=True)
+    key = hashlib.sha256((data_fingerprint(images, labels, classes) + settings).encode())
+    return Path(folder) / f"evaluator_{key.hexdigest()[:16]}.keras"
+
+
 def cached_classifier(folder: Path, images: np.ndarray, labels: np.ndarray, classes: list[str],
                       config: ClassifierConfig, job: Job | None = None,
                       progress: tuple[int, int] | None = None) -> tuple[Any, bool]:
@@ -181,9 +189,7 @@ def cached_classifier(folder: Path, images: np.ndarray, labels: np.ndarray, clas
     """
     import keras
 
-    settings = json.dumps({**asdict(config), "architecture": ARCHITECTURE_VERSION}, sort_keys=True)
-    key = hashlib.sha256((data_fingerprint(images, labels, classes) + settings).encode())
-    path = Path(folder) / f"evaluator_{key.hexdigest()[:16]}.keras"
+    path = evaluator_path(folder, images, labels, classes, config)
     if path.is_file():
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True), True

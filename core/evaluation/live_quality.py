@@ -9,13 +9,19 @@ accuracy on held-out real images, the ceiling a perfect generator would reach, a
 The judge is the evaluation's classifier (`core.evaluation.classifier.cached_classifier` with its
 default settings), trained on the run's training cache and cached in RUN/evaluation: `evaluate`,
 `augment-bench` and `generate --recipe recommended` later load the same file, so its training is paid
-once per run, not once for the live view. It trains in a background thread started at the first sample
-grid (the cache exists by then) and competes with the GAN for the CPU while it does; grids that arrive
-before it is ready are judged as soon as it is, so the curve starts at the first grid. Classifying a grid
-is one forward pass over a few dozen tiles. Measured at 64 px (7 classes, 400 training images, CPU
-time so that the load of a shared machine does not distort it): the judge's 800 steps cost about 100
-CPU-seconds, a sixth of what a 5-minute Quick look has on two cores (a thirtieth of Best quality), and
-judging one grid about 0.1 CPU-second. A run that ends before its judge is ready drops it unsaved.
+once per run, not once for the live view. It trains in a process of its own, started at the first sample
+grid (the cache exists by then), with one thread, so it takes one of two cores from the GAN while it
+does; grids that arrive before it is ready are judged as soon as it is, so the curve starts at the first
+grid. It used to train in a thread of the training process: TensorFlow running two jobs from two Python
+threads corrupted memory (training runs died at their first sample grid, about one in two at 128 px:
+heap or mutex corruption, a gradient sum "Parameters and update must be the same size"), and the
+judge's `keras.utils.set_random_seed` reseeded the training process. The judge is loaded in the training
+thread, between steps, and classifying a grid is one forward pass over a few dozen tiles. Measured at 64 px
+(7 classes, 400 training images, CPU time so that the load of a shared machine does not distort it): the
+judge's 800 steps cost about 100 CPU-seconds, a sixth of what a 5-minute Quick look has on two cores (a
+thirtieth of Best quality), and judging one grid about 0.1 CPU-second. A run that ends before its judge is
+ready stops it, unsaved. The process is started with multiprocessing's 'spawn', like the app's training
+process: a script that trains through `core` needs Python's usual `if __name__ == "__main__":` guard.
 
 Every event is also appended to RUN/quality.jsonl (`QualityLog`), so reopening a run shows its curve;
 `read_quality` reads that file as untrusted input (bad lines are counted and skipped). A resumed run's
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -36,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from core.jobs import Cancelled, ChildJob, Job
+from core.jobs import ChildJob, Job
 
 LIVE_QUALITY_MIN_COLUMNS = 4
 QUALITY_EVENT = "quality"
@@ -79,8 +86,9 @@ class LiveQuality:
         self.columns = columns
         self._log = log or (lambda text: None)
         self._pending: list[tuple[int, np.ndarray]] = []
-        self._thread: threading.Thread | None = None
-        self._stop = Job()
+        self._process: Any = None
+        self._results: Any = None                   # the parent's end of the pipe from the judge's process
+        self._started = 0.0
         self._judge: Any = None
         self._judge_accuracy: float | None = None
         self.failed = False
@@ -88,39 +96,70 @@ class LiveQuality:
         self.judge_cached = False
         self.classify_seconds = 0.0                 # total wall time spent classifying grids
 
-    # ---- the judge, in the background
+    # ---- the judge, in a process of its own
     def _start_judge(self, run_dir: Path, data: str) -> None:
-        self._thread = threading.Thread(target=self._build_judge, args=(run_dir, data), name="live-quality-judge",
-                                        daemon=True)
-        self._thread.start()
+        import multiprocessing
 
-    def _build_judge(self, run_dir: Path, data: str) -> None:
-        from core.evaluation.classifier import ClassifierConfig, Embedder, cached_classifier
-        from core.evaluation.real_data import open_real_data
-        from core.gan.runs import RunPaths
-
-        started = time.monotonic()
+        self._started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        results, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_judge_process, name="cxr-live-quality-judge", daemon=True,
+                                  args=(str(run_dir), data, self.classes, self.size, JUDGE, sender, os.getpid()))
         try:
-            paths = RunPaths(run_dir)
-            real = open_real_data(paths.training_cache({"data": data}), self.classes, self.size)
-            real.require_training_and_test()
-            train_x, train_y = real.part("train")
-            model, self.judge_cached = cached_classifier(paths.evaluation, train_x, train_y, self.classes,
-                                                         JUDGE or ClassifierConfig(), self._stop)
-            embed = Embedder(model)
-            test_x, test_y = real.held_out()
-            self._judge_accuracy = round(float((embed(test_x)[0].argmax(1) == test_y).mean()), 4)
-            self.judge_seconds = time.monotonic() - started
-            self._judge = embed
-        except Cancelled:
+            process.start()
+        except (OSError, AssertionError) as error:   # AssertionError: started from a daemonic process
+            results.close()
+            self._fail(f"its judge could not be started ({error})")
             return
-        except Exception as error:  # noqa: BLE001 - the live view is a help; training goes on without it
-            self.failed = True
-            self._log(f"live quality is off for this run: {error}")
+        finally:
+            sender.close()   # only the child writes: its exit (or death) is then seen as the end of the pipe
+        self._process, self._results = process, results
+
+    def _fail(self, reason: str) -> None:
+        self.failed = True
+        self._log(f"live quality is off for this run: {reason}")
+
+    def _collect(self, block: bool) -> None:
+        """Take the judge's process's answer if it has come (or wait for it), and load the judge here."""
+        if self._results is None or (not block and not self._results.poll()):
             return
+        try:
+            answer = self._results.recv()
+        except EOFError:
+            answer = {"error": f"its judge's process ended unexpectedly (exit code {self._end_process(5.0)})"}
+        self._end_process(5.0)
+        if "error" in answer:
+            self._fail(answer["error"])
+            return
+        try:
+            import keras
+
+            from core.evaluation.classifier import Embedder
+
+            model = keras.saving.load_model(answer["path"], compile=False, safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - removed or damaged since it was saved: the run goes on
+            self._fail(f"{answer['path']}: cannot load the judge ({error})")
+            return
+        self._judge = Embedder(model)
+        self._judge_accuracy, self.judge_cached = answer["accuracy"], answer["cached"]
+        self.judge_seconds = time.monotonic() - self._started
         self._log(f"live quality: judge {'loaded' if self.judge_cached else 'trained'} in "
-                  f"{self.judge_seconds:.0f} s (kept in {paths.evaluation} for evaluate and export); "
+                  f"{self.judge_seconds:.0f} s (kept in {Path(answer['path']).parent} for evaluate and export); "
                   f"its accuracy on held-out real images is {self._judge_accuracy:.2f}")
+
+    def _end_process(self, grace: float) -> int | None:
+        """Close the pipe and reap the judge's process, terminated if it has not ended within `grace` s."""
+        if self._results is not None:
+            self._results.close()
+            self._results = None
+        if self._process is None:
+            return None
+        self._process.join(timeout=grace)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        code, self._process = self._process.exitcode, None
+        return code
 
     # ---- per grid
     def observe(self, step: int, grid: np.ndarray, run_dir: Path, data: str) -> list[dict]:
@@ -134,12 +173,13 @@ class LiveQuality:
             self._log(f"live quality is off for this run: {error}")
             return []
         self._pending.append((step, tiles))
-        if self._thread is None:
+        if self._process is None and self._judge is None:
             self._start_judge(run_dir, data)
         return self.judge_pending()
 
     def judge_pending(self) -> list[dict]:
         """Quality events of the queued grids, oldest first, once the judge is ready (else [])."""
+        self._collect(block=False)
         if self._judge is None or not self._pending:
             return []
         labels = np.repeat(np.arange(len(self.classes)), self.columns)
@@ -156,14 +196,54 @@ class LiveQuality:
         return events
 
     def wait_for_judge(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        self._collect(block=True)
 
     def close(self) -> None:
-        """Stop a judge still training (nothing half-written is kept) and wait for its thread."""
-        self._stop.request_stop()
-        if self._thread is not None:
-            self._thread.join()
+        """Load the judge if its answer has come, else stop its process (a judge stopped while training
+        is not kept: its file is written whole or not at all)."""
+        self._collect(block=False)
+        self._end_process(0.0)
+
+
+def _judge_process(run_dir: str, data: str, classes: list[str], size: int, config, results, parent_pid: int) -> None:
+    """The judge's process: train (or load) the run's judge, measure it on held-out real images, keep it
+    in RUN/evaluation and send back where it is. One intra-op thread, so the GAN keeps the other core of a
+    two-core machine, and no GPU (the training process holds it; the judge is small)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    try:
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, (os.cpu_count() or 2) // 2))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from core.evaluation.classifier import ClassifierConfig, Embedder, cached_classifier, evaluator_path
+        from core.evaluation.real_data import open_real_data
+        from core.gan.runs import RunPaths
+
+        config = config or ClassifierConfig()
+        paths = RunPaths(Path(run_dir))
+        real = open_real_data(paths.training_cache({"data": data}), classes, size)
+        real.require_training_and_test()
+        train_x, train_y = real.part("train")
+        model, cached = cached_classifier(paths.evaluation, train_x, train_y, classes, config)
+        path = evaluator_path(paths.evaluation, train_x, train_y, classes, config)
+        if not path.is_file():
+            raise OSError(f"{path}: the judge was trained but could not be kept")
+        test_x, test_y = real.held_out()
+        accuracy = round(float((Embedder(model)(test_x)[0].argmax(1) == test_y).mean()), 4)
+        results.send({"path": str(path), "accuracy": accuracy, "cached": cached})
+    except Exception as error:  # noqa: BLE001 - the live view is a help; training goes on without it
+        results.send({"error": str(error)})
+    finally:
+        results.close()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A judge whose training process is gone (killed) has no one to answer: end at once."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _event_or_none(row: Any) -> dict | None:
