@@ -10,10 +10,10 @@ The judge is the evaluation's classifier (`core.evaluation.classifier.cached_cla
 default settings), trained on the run's training cache and cached in RUN/evaluation: `evaluate`,
 `augment-bench` and `generate --recipe recommended` later load the same file, so its training is paid
 once per run, not once for the live view. It trains in a process of its own, started at the first sample
-grid (the cache exists by then), with one thread, so it takes one of two cores from the GAN while it
-does; grids that arrive before it is ready are judged as soon as it is, so the curve starts at the first
+grid (the cache exists by then), on half the cores' threads, so it takes one of two cores from the GAN
+while it does; grids that arrive before it is ready are judged as soon as it is, so the curve starts at the first
 grid. It used to train in a thread of the training process: TensorFlow running two jobs from two Python
-threads corrupted memory (training runs died at their first sample grid, about one in two at 128 px:
+threads corrupted memory (three of six 128 px training runs died at their first sample grid:
 heap or mutex corruption, a gradient sum "Parameters and update must be the same size"), and the
 judge's `keras.utils.set_random_seed` reseeded the training process. The judge is loaded in the training
 thread, between steps, and classifying a grid is one forward pass over a few dozen tiles. Measured at 64 px
@@ -207,8 +207,8 @@ class LiveQuality:
 
 def _judge_process(run_dir: str, data: str, classes: list[str], size: int, config, results, parent_pid: int) -> None:
     """The judge's process: train (or load) the run's judge, measure it on held-out real images, keep it
-    in RUN/evaluation and send back where it is. One intra-op thread, so the GAN keeps the other core of a
-    two-core machine, and no GPU (the training process holds it; the judge is small)."""
+    in RUN/evaluation and send back where it is. Half the cores as intra-op threads, so the GAN keeps the
+    other core of a two-core machine, and no GPU (the training process holds it; the judge is small)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     try:
