@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 CLASS_COLOURS = ("#4cc9f0", "#f4a259", "#8ac926", "#ff6b6b", "#c77dff", "#ffd166", "#06d6a0", "#adb5bd",
                  "#f15bb5", "#00bbf9", "#fee440", "#9b5de5", "#00f5d4", "#fb5607")
 EMPTY_HINT = ("Per-class quality appears here during training: a judge trained on your real images "
-              "checks every sample grid (its first training takes about a minute).")
+              "checks every sample grid (its first training takes one to three minutes).")
 GOOD_ENOUGH = 0.9   # of the judge's own accuracy on real images
 NEAR_CHANCE = 1.5   # a share at most this many times chance is "near chance"
 JUDGE_MIN = 0.5     # a judge below this on real images is not trusted to grade samples
