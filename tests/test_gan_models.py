@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, ModulatedBatchNorm, SNConv2D,
-                             SNDense, UpConv)
+from core.gan.layers import (ClassEmbedding, ClassProjection, ConditionalBatchNorm, GroupNorm, ModulatedBatchNorm,
+                             SNConv2D, SNDense, UpConv)
 from core.gan.models import build_models, reference_discriminator, reference_generator, sngan_generator
 
 
@@ -83,8 +83,9 @@ def test_conditional_batch_norm_shifts_by_class():
     assert out[1].mean() - out[0].mean() == pytest.approx(5.0, abs=1e-3)
 
 
-def test_the_sub_pixel_up_conv_is_nearest_upsampling_then_a_3x3_conv():
-    """Same outputs and kernel gradient as UpSampling2D + Conv2D, at the borders too (odd, unequal sides)."""
+def test_the_transposed_up_conv_is_nearest_upsampling_then_a_3x3_conv():
+    """Same outputs, kernel gradient and input gradient as UpSampling2D + Conv2D, at the borders too (odd,
+    unequal sides)."""
     import tensorflow as tf
 
     x = tf.constant(np.random.default_rng(0).standard_normal((2, 5, 7, 3)), tf.float32)
@@ -95,6 +96,7 @@ def test_the_sub_pixel_up_conv_is_nearest_upsampling_then_a_3x3_conv():
     conv.build((None, 10, 14, 3))
     conv.kernel.assign(up.kernel)
     with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
         ours, theirs = up(x), conv(keras.layers.UpSampling2D(2)(x))
         weights = tf.constant(np.random.default_rng(2).standard_normal((2, 10, 14, 4)), tf.float32)
         loss_ours, loss_theirs = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
@@ -102,6 +104,29 @@ def test_the_sub_pixel_up_conv_is_nearest_upsampling_then_a_3x3_conv():
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     np.testing.assert_allclose(tape.gradient(loss_ours, up.kernel), tape.gradient(loss_theirs, conv.kernel),
                                rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(tape.gradient(loss_ours, x), tape.gradient(loss_theirs, x), rtol=1e-5, atol=1e-4)
+
+
+def test_group_norm_is_keras_group_normalization():
+    """Same outputs and gradients (input, scale, centre) as keras' GroupNormalization, for images whose
+    channels have unequal offsets and spreads."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((3, 6, 5, 8)) * rng.uniform(0.5, 4, 8) + rng.uniform(-3, 3, 8), tf.float32)
+    ours, theirs = GroupNorm(groups=4), keras.layers.GroupNormalization(groups=4)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.gamma.assign(rng.standard_normal(8).astype(np.float32) if layer is ours else ours.gamma)
+        layer.beta.assign(rng.standard_normal(8).astype(np.float32) if layer is ours else ours.beta)
+    weights = tf.constant(rng.standard_normal(x.shape), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out_ours, out_theirs = ours(x), theirs(x)
+        loss_ours, loss_theirs = tf.reduce_sum(out_ours * weights), tf.reduce_sum(out_theirs * weights)
+    np.testing.assert_allclose(out_ours, out_theirs, atol=1e-4)
+    for a, b in [(x, x), (ours.gamma, theirs.gamma), (ours.beta, theirs.beta)]:
+        np.testing.assert_allclose(tape.gradient(loss_ours, a), tape.gradient(loss_theirs, b), rtol=1e-4, atol=1e-4)
 
 
 def test_modulated_batch_norm_is_batch_norm_then_the_modulation():

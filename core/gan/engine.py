@@ -306,26 +306,31 @@ class GanEngine:
 
     def _guide_update(self, real, labels, key, fake=None):
         """A classifier step of the guide on real images augmented with GUIDE_POLICIES; with `fake` (the
-        discriminator step's generated images, `guide_fakes`) those too, as the extra class n_classes."""
+        discriminator step's generated images, `guide_fakes`) those too, as the extra class n_classes. Real
+        and generated images go through the guide in one call (its GroupNorm is per image, so this is the
+        same function as two calls, and one call of twice the batch runs faster)."""
         images = diff_augment(real, GUIDE_POLICIES, key)
+        n = tf.shape(labels)[0]
+        if fake is not None:
+            generated = tf.fill(tf.shape(labels), self.guide.output_shape[-1] - 1)
+            images = tf.concat([images, diff_augment(fake, GUIDE_POLICIES,
+                                                     tf.random.experimental.stateless_fold_in(key, 1))], axis=0)
+            targets = tf.concat([labels, generated], axis=0)
+        else:
+            targets = labels
         variables = self.guide.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.guide(images, training=True)
-            ce = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            all_logits = self.guide(images, training=True)
+            ce = keras.losses.sparse_categorical_crossentropy(targets, all_logits, from_logits=True)
             loss = _sum_over(ce, self.real_global)
-            if fake is not None:
-                fake_logits = self.guide(diff_augment(fake, GUIDE_POLICIES, tf.random.experimental.stateless_fold_in(
-                    key, 1)), training=True)
-                generated = tf.fill(tf.shape(labels), self.guide.output_shape[-1] - 1)
-                loss += _sum_over(keras.losses.sparse_categorical_crossentropy(generated, fake_logits,
-                                                                               from_logits=True), self.real_global)
             scaled = self.opt_c.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.opt_c.apply_gradients(zip(grads, variables))
+        logits = all_logits[:n]
         hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
         metrics = {"guide_acc_real": _sum_over(hits, self.real_global)}
         if fake is not None:   # the share of generated images it tells apart from every real class
-            caught = tf.equal(tf.argmax(fake_logits, axis=-1, output_type=tf.int32), generated)
+            caught = tf.equal(tf.argmax(all_logits[n:], axis=-1, output_type=tf.int32), generated)
             metrics["guide_caught_fake"] = _sum_over(caught, self.real_global)
         return metrics
 

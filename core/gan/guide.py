@@ -30,6 +30,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.gan.layers import GroupNorm
+
 GUIDE_LR = 1e-3   # Adam; a fixed rate: the guide is the generator's teacher, not a user-tuned model
 # DiffAugment policies of every image the guide sees, real or generated, whatever the GAN's own policies:
 # it must learn the finding, not the framing or the exposure
@@ -45,7 +47,7 @@ def build_guide(size: int, n_classes: int, width: int = 16) -> keras.Model:
     blocks = max(2, size.bit_length() - 3)   # 64 px -> 4 blocks (4x4), 128 px -> 5
     for i in range(blocks):
         h = layers.Conv2D(width * min(2 ** i, 8), 3, strides=2, padding="same")(h)
-        h = layers.GroupNormalization(groups=4)(h)
+        h = GroupNorm(groups=4)(h)
         h = layers.LeakyReLU(0.2)(h)
         if i >= blocks - 3:
             pooled.append(layers.GlobalMaxPooling2D()(h))

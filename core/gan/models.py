@@ -73,7 +73,7 @@ def _width(channels: int, base: int, resolution: int) -> int:
 
 def sngan_generator(n_classes: int, size: int = 64, latent_dim: int = 100, channels: int = 32,
                     latent_blocks: bool = True) -> keras.Model:
-    """4x4 seed, then per block: nearest upsample and 3x3 conv (one sub-pixel `UpConv`), conditional batch
+    """4x4 seed, then per block: nearest upsample and 3x3 conv (one transposed-conv `UpConv`), conditional batch
     norm, ReLU.
 
     `latent_blocks` (the default): every batch norm is modulated by [z, class embedding] (BigGAN-deep's
