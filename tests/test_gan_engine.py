@@ -13,7 +13,8 @@ tf = pytest.importorskip("tensorflow")
 from core.errors import UserError  # noqa: E402
 from core.gan import engine as engine_module  # noqa: E402
 from core.gan.augment import diff_augment  # noqa: E402
-from core.gan.engine import condition_strength, cpu_supports_bf16, lecam_penalty, resolve_precision  # noqa: E402
+from core.gan.engine import (LR_FLOOR, condition_strength, cpu_supports_bf16, lecam_penalty, lr_scale,  # noqa: E402
+                             resolve_precision)
 from core.gan.runs import read_metrics  # noqa: E402
 from core.gan.trainer import train  # noqa: E402
 from tests.test_gan_trainer import synthetic_data, tiny_config  # noqa: E402
@@ -40,6 +41,34 @@ def test_condition_strength_ramps_from_unconditional_to_conditional():
     assert values == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
     assert float(condition_strength(0, start=0, ramp=0)) == 1.0
     assert [float(condition_strength(s, start=5, ramp=0)) for s in (4, 5)] == [0.0, 1.0]
+
+
+def test_learning_rates_hold_then_fall_linearly_to_a_tenth_and_stay():
+    values = [float(lr_scale(step, start=100, steps=200)) for step in (0, 100, 200, 300, 10_000)]
+    assert values == pytest.approx([1.0, 1.0, 1.0 - (1.0 - LR_FLOOR) / 2, LR_FLOOR, LR_FLOOR])
+    assert LR_FLOOR == pytest.approx(0.1)
+    assert float(lr_scale(10_000, start=0, steps=0)) == 1.0     # lr_decay_steps 0: constant rates
+
+
+def test_falling_learning_rates_change_training_only_from_their_start_and_resume_exactly(tmp_path):
+    """Steps are 0-based in the schedule: with start 2 over 4 steps, steps 1-3 train at full rate, 7-8 at a tenth."""
+    data = synthetic_data()
+    options = dict(lr_decay_start=2, lr_decay_steps=4, log_every=1, lr_g=2e-4, lr_d=4e-4)
+    train(tiny_config(tmp_path / "straight", steps=8, **options), data=data)
+    train(tiny_config(tmp_path / "split", steps=5, checkpoint_every=5, **options), data=data)
+    train(tiny_config(tmp_path / "split", steps=8, resume=True, **options), data=data)
+    train(tiny_config(tmp_path / "constant", steps=8, **{**options, "lr_decay_steps": 0}), data=data)
+    straight, split, constant = (read_metrics(tmp_path / name / "metrics.jsonl")
+                                 for name in ("straight", "split", "constant"))
+    expected = [1.0, 1.0, 1.0, 0.775, 0.55, 0.325, 0.1, 0.1]
+    assert [row["lr_scale"] for row in straight] == pytest.approx(expected)
+    assert [row["lr_scale"] for row in split] == pytest.approx(expected)
+    assert [row["lr_scale"] for row in constant] == [1.0] * 8
+    loss = {name: [row["d_loss_real"] for row in rows] for name, rows in
+            (("straight", straight), ("split", split), ("constant", constant))}
+    assert loss["split"] == pytest.approx(loss["straight"], rel=1e-3)
+    assert loss["constant"][:4] == pytest.approx(loss["straight"][:4], rel=1e-5)   # same until the rates fall
+    assert loss["constant"][4:] != pytest.approx(loss["straight"][4:], rel=1e-5)
 
 
 def test_augmentation_probability_zero_is_identity_and_one_is_always():
@@ -150,6 +179,7 @@ def test_adaptive_augmentation_raises_p_while_the_discriminator_wins(tmp_path):
 @pytest.mark.parametrize("overrides, problem", [
     ({"lecam_weight": -1.0}, "--lecam-weight"), ({"ada_target": 1.0}, "--ada-target"), ({"ada_kimg": 0.0}, "--ada-kimg"),
     ({"cond_ramp": -1}, "--cond-start and --cond-ramp"), ({"cond_start": 5, "latent_blocks": False}, "--latent-blocks"),
+    ({"lr_decay_steps": -1}, "--lr-decay-steps"), ({"lr_decay_start": -5}, "--lr-decay-start"),
 ])
 def test_bad_quality_options_are_user_errors(tmp_path, overrides, problem):
     with pytest.raises(UserError, match=problem):

@@ -103,11 +103,12 @@ def test_guide_options_are_checked_and_old_configs_load_without_a_guide(tmp_path
             config = tiny_config(tmp_path / "run", **{field: value})
             config.validate()
     saved = tiny_config(tmp_path / "old").to_json()
-    del saved["guide_weight"], saved["guide_steps"], saved["guide_fakes"]
+    del saved["guide_weight"], saved["guide_steps"], saved["guide_fakes"], saved["lr_decay_steps"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(saved))
     old = TrainConfig.load(path)
     assert old.guide_weight == 0.0 and old.guide_fakes is False
+    assert old.lr_decay_steps == 0          # nor learning rates that fall: an old run resumes its own recipe
 
 
 def test_a_guide_that_sees_generated_images_learns_them_as_one_more_class_and_resumes_exactly(tmp_path):

@@ -26,13 +26,15 @@ AUGMENTATIONS = ("translation", "cutout", "color")
 # Fields that may change between a run and its resume: how long, how often, how fast, where from (the run
 # folder and the data may have moved), and the learning rates (a run that diverged resumes with lower ones).
 RESUMABLE_CHANGES = frozenset({"run", "data", "steps", "epochs", "minutes", "resume", "threads", "log_every",
-                               "sample_every", "checkpoint_every", "strategy", "xla", "lr_g", "lr_d"})
+                               "sample_every", "checkpoint_every", "strategy", "xla", "lr_g", "lr_d",
+                               "lr_decay_start", "lr_decay_steps"})
 MAX_THREADS = 256
 # Inclusive ranges of the numeric options (anything outside is refused by name before training starts).
 _RANGES = {"batch": (2, 65536), "steps": (0, 10**9), "epochs": (0, 10**6), "minutes": (0.0, 10**6),
            "seed": (0, 2**63 - 1), "latent_dim": (1, 4096), "channels": (1, 1024), "threads": (0, MAX_THREADS),
            "log_every": (1, 10**9), "sample_every": (0, 10**9), "checkpoint_every": (1, 10**9),
-           "lr_g": (1e-8, 1.0), "lr_d": (1e-8, 1.0), "ac_weight": (0.0, 100.0), "r1_gamma": (0.0, 1e4),
+           "lr_g": (1e-8, 1.0), "lr_d": (1e-8, 1.0), "lr_decay_start": (0, 10**9), "lr_decay_steps": (0, 10**9),
+           "ac_weight": (0.0, 100.0), "r1_gamma": (0.0, 1e4),
            "guide_weight": (0.0, 100.0), "guide_steps": (0, 10**6),
            "diversity_weight": (0.0, 100.0)}
 
@@ -60,6 +62,15 @@ class TrainConfig:
                                "of the time instead of 41% (bench/quality.py).", label='Generator learning rate')
     lr_d: float = option(1.2e-3, "sngan discriminator learning rate (Adam; 'reference' always uses 2e-4); "
                                  "twice the generator's.", label='Discriminator learning rate')
+    lr_decay_start: int = option(2500, "sngan: step from which both learning rates fall linearly, over "
+                                       "lr_decay_steps, to a tenth, where they stay, so a longer run or a faster "
+                                       "machine does not drift away from what it learned. With constant rates two "
+                                       "of three 10-minute runs at 64 px (~5,050 steps) lost Mass (24% and 62% "
+                                       "read as Mass, from 92-94% at 5 minutes); with the fall they kept it (88% "
+                                       "and 100%) (bench/quality.py --data-seed 7).",
+                                 label='Learning rates fall from step')
+    lr_decay_steps: int = option(2500, "sngan: steps over which the learning rates fall to a tenth (0 = constant "
+                                       "learning rates).", label='Learning rates fall over (steps)')
     beta_1: float = option(0.0, "Adam beta_1 for sngan ('reference' always uses 0.5).", label='Adam beta 1')
     beta_2: float = option(0.99, "Adam beta_2 for sngan ('reference' uses 0.999).", label='Adam beta 2')
     ac_weight: float = option(2.0, "sngan: weight of the auxiliary class loss (D on real labels, G on its "
@@ -228,6 +239,7 @@ class TrainConfig:
         for name in ("guide_weight", "diversity_weight"):   # runs made before these options had neither
             data.setdefault(name, 0.0)
         data.setdefault("guide_fakes", False)   # nor this one
+        data.setdefault("lr_decay_steps", 0)    # and learning rates that never fell
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -31,6 +31,7 @@ from core.gan.models import build_models, with_dtype_policy
 
 ADA_INTERVAL = 4          # steps between adjustments of the augmentation probability (ADA uses 4)
 LECAM_DECAY = 0.99        # running averages of D's scores that anchor the LeCam term (Tseng et al.)
+LR_FLOOR = 0.1            # the learning rates' final share of lr_g and lr_d (TrainConfig.lr_decay_*)
 
 
 def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -88,6 +89,16 @@ def condition_strength(step, start: int, ramp: int):
     if ramp <= 0:
         return tf.where(step < float(start), 0.0, 1.0)
     return tf.clip_by_value((step - float(start)) / float(ramp), 0.0, 1.0)
+
+
+def lr_scale(step, start: int, steps: int):
+    """The learning rates' factor at `step`: 1 until `start`, then linear to LR_FLOOR over `steps`, then
+    LR_FLOOR (1 throughout when `steps` is 0). A function of the step alone, so a resumed run continues
+    the same schedule."""
+    if steps <= 0:
+        return tf.constant(1.0)
+    progress = tf.clip_by_value((tf.cast(step, tf.float32) - float(start)) / float(steps), 0.0, 1.0)
+    return 1.0 - (1.0 - LR_FLOOR) * progress
 
 
 def make_strategy(name: str):
@@ -235,6 +246,10 @@ class GanEngine:
         strength = condition_strength(step, self.config.cond_start, self.config.cond_ramp)
         for variable in self._strengths:
             variable.assign(strength)
+        if not self.reference:
+            scale = lr_scale(step, self.config.lr_decay_start, self.config.lr_decay_steps)
+            self.opt_g.learning_rate.assign(self.config.lr_g * scale)
+            self.opt_d.learning_rate.assign(self.config.lr_d * scale)
         out = self.strategy.run(self._replica_step, args=(images, labels, step, strength))
         out = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
         self._update_ema(step)
@@ -243,6 +258,7 @@ class GanEngine:
             out["augment_p"] = (tf.identity(self.state["augment_p"]) if self.adaptive
                                 else tf.constant(1.0 if self.policies else 0.0))
             out["condition"] = strength
+            out["lr_scale"] = scale
         return out
 
     def _update_anchors(self, out, step):
