@@ -97,8 +97,7 @@ def lr_scale(step, start: int, steps: int):
     the same schedule."""
     if steps <= 0:
         return tf.constant(1.0)
-    progress = tf.clip_by_value((tf.cast(step, tf.float32) - float(start)) / float(steps), 0.0, 1.0)
-    return 1.0 - (1.0 - LR_FLOOR) * progress
+    return 1.0 - (1.0 - LR_FLOOR) * condition_strength(step, start, steps)   # the same linear ramp
 
 
 def make_strategy(name: str):
