@@ -23,6 +23,8 @@ Configurations:
                 the engine falls back to float32: the 'precision' column shows what ran)
   sngan64/128_prev  the default before issue 9: latent_blocks off, channels 32, float32
   sngan64/128_s15  the default until 2026-11-26 (width 32, batch 64, class loss weight 1)
+  sngan128_unfolded  the default with the class guide's first layer reading single pixels (guide_fold 1,
+                the default until 2026-12-06; _prev and _s15 keep it too)
   sngan64_c16, _c8  width 16 / 8 at batch 64 (cost falls about with the square of the width)
   sngan64_c8_bf16emu  width 8 in mixed_bfloat16 forced on, what the float32 fallback avoids on CPUs
                 without AMX/AVX512-BF16 (TensorFlow then emulates bfloat16)
@@ -67,8 +69,10 @@ CONFIGS = {
     "sngan128": dict(arch="sngan", size=128, batch=32),
     "sngan128_fp32": dict(arch="sngan", size=128, batch=32, precision="float32"),
     "sngan128_bf16": dict(arch="sngan", size=128, batch=32, precision="mixed_bfloat16"),
-    "sngan128_prev": dict(arch="sngan", size=128, batch=64, precision="float32", latent_blocks=False, channels=32),
-    "sngan128_s15": dict(arch="sngan", size=128, batch=64, channels=32, ac_weight=1.0),
+    "sngan128_prev": dict(arch="sngan", size=128, batch=64, precision="float32", latent_blocks=False, channels=32,
+                          guide_fold=1),
+    "sngan128_s15": dict(arch="sngan", size=128, batch=64, channels=32, ac_weight=1.0, guide_fold=1),
+    "sngan128_unfolded": dict(arch="sngan", size=128, batch=32, guide_fold=1),
 }
 N_CLASSES = 7
 

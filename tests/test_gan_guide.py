@@ -123,3 +123,39 @@ def test_a_guide_that_sees_generated_images_learns_them_as_one_more_class_and_re
     assert logits.shape == (3 + 1,)                                    # three classes and "generated"
     caught = [row["guide_caught_fake"] for row in read_metrics(tmp_path / "straight" / "metrics.jsonl")]
     assert caught[-1] > 0.5, caught                     # a tiny generator's images are easy to tell apart
+
+
+@pytest.mark.parametrize("fold", [2, 4])
+def test_a_folded_guide_has_the_shape_of_a_smaller_images_guide_and_every_pixel_reaches_its_logits(fold):
+    import tensorflow as tf
+
+    from core.gan.guide import build_guide
+    folded, small = build_guide(64, 4, fold=fold), build_guide(64 // fold, 4)
+    assert [tuple(layer.output.shape[1:]) for layer in folded.layers[1:]] == \
+        [tuple(layer.output.shape[1:]) for layer in small.layers[1:]]
+    image = tf.Variable(tf.random.stateless_uniform([2, 64, 64, 1], [1, 2], -1.0, 1.0))
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(folded(image))
+    reach = np.abs(tape.gradient(total, image).numpy())
+    assert (reach > 0).all(), f"{(reach == 0).sum()} pixels never reach the guide's logits"
+
+
+def test_guide_folding_is_automatic_by_size_checked_and_old_runs_keep_an_unfolded_guide(tmp_path):
+    sizes = {size: tiny_config(tmp_path / "run", size=size).guide_fold_factor() for size in (32, 64, 128, 256)}
+    assert sizes == {32: 1, 64: 1, 128: 2, 256: 4}
+    assert tiny_config(tmp_path / "run", size=128, guide_fold=1).guide_fold_factor() == 1
+    for value in (3, 8):     # not a folding; leaves a 4 px image at 32 px
+        with pytest.raises(UserError, match="--guide-fold"):
+            tiny_config(tmp_path / "run", guide_fold=value).validate()
+    saved = tiny_config(tmp_path / "old", size=128).to_json()
+    del saved["guide_fold"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    assert TrainConfig.load(path).guide_fold_factor() == 1
+
+
+def test_a_run_trains_and_checkpoints_the_folded_guide(tmp_path):
+    train(guided(tmp_path / "run", steps=2, guide_fold=2), data=synthetic_data())
+    with np.load(tmp_path / "run" / "checkpoints" / "step_0000002.npz") as saved:
+        kernels = [saved[key].shape for key in saved.files if key.startswith("guide/") and saved[key].ndim == 4]
+    assert kernels[0] == (6, 6, 1, 16)      # the first block reads 6x6 windows at stride 4

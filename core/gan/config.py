@@ -22,6 +22,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 XLA_MODES = ("auto", "off", "last_layer", "step", "fft")
 AUGMENTATIONS = ("translation", "cutout", "color")
+GUIDE_FOLDS = (0, 1, 2, 4)   # 0 = automatic (TrainConfig.guide_fold_factor)
 
 # Fields that may change between a run and its resume: how long, how often, how fast, where from (the run
 # folder and the data may have moved), and the learning rates (a run that diverged resumes with lower ones).
@@ -131,6 +132,11 @@ class TrainConfig:
                                      "'generated' class, so the generator cannot please it with marks that no "
                                      "real image has: a 10-minute run then drew its classes 90% of the time "
                                      "instead of 73% (bench/quality.py).", label='Class guide sees generated images')
+    guide_fold: int = option(0, "sngan: the class guide's first layer reads blocks this many pixels wide as one, "
+                                "so it costs what the guide of an image this many times smaller costs while "
+                                "still seeing every pixel. 0 = automatic: 2 at 128 px (170 instead of 132 "
+                                "images/s, every class still drawn: bench/quality.py --size 128), 4 at 256 px, "
+                                "1 below.", choices=GUIDE_FOLDS, label='Class guide pixel folding')
     diversity_weight: float = option(2.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
                                           "penalised when two latents give nearly the same image of a class. "
                                           "2 kept the class fidelity of weight 1 and varied more (within-class "
@@ -181,6 +187,12 @@ class TrainConfig:
             raise UserError(f"{source}: --ada-kimg must be > 0, not {self.ada_kimg}")
         if self.cond_start < 0 or self.cond_ramp < 0:
             raise UserError(f"{source}: --cond-start and --cond-ramp must be >= 0")
+        if self.guide_fold not in GUIDE_FOLDS:
+            raise UserError(f"{source}: --guide-fold must be one of {', '.join(map(str, GUIDE_FOLDS))} "
+                            f"(0 = automatic), not {self.guide_fold}")
+        if self.size // self.guide_fold_factor() < 16:
+            raise UserError(f"{source}: --guide-fold {self.guide_fold} is too coarse for {self.size} px images "
+                            f"(the guide needs at least 16 px after folding)")
         if (self.cond_start or self.cond_ramp) and self.arch == "sngan" and not self.latent_blocks:
             raise UserError(f"{source}: --cond-start/--cond-ramp (transitional conditioning) need --latent-blocks")
 
@@ -219,6 +231,10 @@ class TrainConfig:
             return self.xla
         return "fft" if self.arch == "reference" else "off"
 
+    def guide_fold_factor(self) -> int:
+        """The class guide's pixel folding: guide_fold, or for 0 the size over 64 (at least 1)."""
+        return self.guide_fold or max(1, self.size // 64)
+
     def augment_policies(self) -> tuple[str, ...]:
         names = tuple(p.strip() for p in self.augment.split(",") if p.strip())
         unknown = [p for p in names if p not in AUGMENTATIONS]
@@ -240,6 +256,7 @@ class TrainConfig:
             data.setdefault(name, 0.0)
         data.setdefault("guide_fakes", False)   # nor this one
         data.setdefault("lr_decay_steps", 0)    # and learning rates that never fell
+        data.setdefault("guide_fold", 1)        # and a guide that read every pixel on its own
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -177,7 +177,8 @@ class GanEngine:
             self.opt_d.build(self.discriminator.trainable_variables)
             self.guide = self.opt_c = None
             if config.guide_weight > 0 and not self.reference:
-                self.guide = build_guide(config.size, n_classes + (1 if config.guide_fakes else 0))
+                self.guide = build_guide(config.size, n_classes + (1 if config.guide_fakes else 0),
+                                         fold=config.guide_fold_factor())
                 self.opt_c = self._optimizer(GUIDE_LR, plain=True)
                 self.opt_c.build(self.guide.trainable_variables)
             self.state = {name: tf.Variable(0.0, trainable=False, name=name,
