@@ -30,6 +30,9 @@ class ConfigForm(QWidget):
         self._types: dict[str, type] = {}
         layout = QFormLayout(self)
         layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        # a label too long to share its row with the editor puts the editor under it, so the form fits a
+        # narrow side panel instead of widening it past its scroll area
+        layout.setRowWrapPolicy(QFormLayout.WrapLongRows)
         initial = {}
         for f in fields(config_type):
             if f.name in skip or f.metadata.get("form") is False:

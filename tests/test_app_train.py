@@ -141,3 +141,17 @@ def test_presets_set_a_time_budget_and_the_advanced_fields_have_readable_names(p
     label = panel.form.layout().labelForField(panel.form.editors["lr_g"]).text()
     assert label == "Generator learning rate"
     assert not panel.form.isVisible()
+
+
+def test_the_advanced_settings_fit_the_side_panel_without_a_horizontal_scroll_bar(panel, qtbot):
+    from PySide6.QtWidgets import QScrollArea
+
+    panel.resize(1000, 700)
+    panel.show()
+    panel.advanced.setChecked(True)
+    qtbot.waitUntil(panel.form.isVisible)
+    scroll = panel.findChild(QScrollArea)
+    side = scroll.widget()
+    assert side.minimumSizeHint().width() <= scroll.maximumViewportSize().width(), \
+        "the left panel is wider than its scroll area"
+    assert not scroll.horizontalScrollBar().isVisible()
