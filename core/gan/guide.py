@@ -46,7 +46,9 @@ def build_guide(size: int, n_classes: int, width: int = 16, fold: int = 1) -> ke
     still overlap and every pixel reaches the logits, and the guide has the shape and cost of the guide of
     a size / fold image. Why: at 128 px the guide's first block (64x64x16 activations, forward and backward)
     took most of the guide's 30% of a training step; folded, a 128 px step trains 170 images/s instead of
-    132, and the Best quality preset still drew every class (bench/quality.py --size 128)."""
+    132 (peak memory 1.06 GB instead of 1.2), and in its 30 minutes (8,900 steps instead of 6,000) the Best
+    quality preset drew 98.6% of its images in their class, every class >= 94%, as varied as before or more
+    (bench/quality.py --size 128)."""
     image = keras.Input((size, size, 1), name="image")
     h = image
     pooled = []
