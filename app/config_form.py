@@ -1,6 +1,7 @@
 """A form built from a config dataclass: one widget per field, its help text as the tooltip.
 
-Fields with `metadata["form"] is False` are left out, `metadata["choices"]` gives a combo box; ints,
+Fields with `metadata["form"] is False` are left out, `metadata["choices"]` gives a combo box (showing
+`metadata["choice_labels"][choice]` where a choice has one); ints,
 floats, bools and strings get a spin box, a float line edit (so 2e-4 stays readable), a check box or a
 line edit. `values()` returns the field values; building and validating the dataclass stays in core.
 Its spin and combo boxes take the mouse wheel only when focused (`app/wheel_guard.py`).
@@ -30,15 +31,16 @@ class ConfigForm(QWidget):
         self._types: dict[str, type] = {}
         layout = QFormLayout(self)
         layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        # a label too long to share its row with the editor puts the editor under it, so the form fits a
-        # narrow side panel instead of widening it past its scroll area
-        layout.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        # every editor under its label: the form then fits a narrow side panel instead of widening it past
+        # its scroll area, and text fields get the panel's whole width (wrapping only the rows that did not
+        # fit left a ragged mix of one- and two-line rows, and the augmentation list still cut off)
+        layout.setRowWrapPolicy(QFormLayout.WrapAllRows)
         initial = {}
         for f in fields(config_type):
             if f.name in skip or f.metadata.get("form") is False:
                 continue
             value = (overrides or {}).get(f.name, _default(f))
-            editor = self._editor(value, f.metadata.get("choices"))
+            editor = self._editor(value, f.metadata.get("choices"), f.metadata.get("choice_labels", {}))
             editor.setToolTip(f.metadata.get("help", ""))
             self.editors[f.name] = editor
             self._types[f.name] = type(value)
@@ -48,11 +50,11 @@ class ConfigForm(QWidget):
         self.set_values(initial)
 
     @staticmethod
-    def _editor(value, choices) -> QWidget:
+    def _editor(value, choices, choice_labels: dict) -> QWidget:
         if choices:
             combo = QComboBox()
             for choice in choices:
-                combo.addItem(str(choice), choice)
+                combo.addItem(choice_labels.get(choice, str(choice)), choice)
             return combo
         if isinstance(value, bool):
             return QCheckBox()

@@ -155,3 +155,11 @@ def test_the_advanced_settings_fit_the_side_panel_without_a_horizontal_scroll_ba
     assert side.minimumSizeHint().width() <= scroll.maximumViewportSize().width(), \
         "the left panel is wider than its scroll area"
     assert not scroll.horizontalScrollBar().isVisible()
+
+
+def test_a_choice_with_a_name_shows_the_name_and_gives_its_value(panel):
+    combo = panel.form.editors["guide_fold"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["automatic", "1", "2", "4"]
+    assert panel.build_config(resume=False).guide_fold == 0
+    combo.setCurrentIndex(combo.findText("2"))
+    assert panel.build_config(resume=False).guide_fold == 2

@@ -136,7 +136,8 @@ class TrainConfig:
                                 "so it costs what the guide of an image this many times smaller costs while "
                                 "still seeing every pixel. 0 = automatic: 2 at 128 px (170 instead of 132 "
                                 "images/s; 98.6% of the Best quality preset's images in their class, every "
-                                "class >= 94%: bench/quality.py --size 128), 4 at 256 px, 1 below.", choices=GUIDE_FOLDS, label='Class guide pixel folding')
+                                "class >= 94%: bench/quality.py --size 128), 4 at 256 px, 1 below.",
+                             choices=GUIDE_FOLDS, choice_labels={0: "automatic"}, label='Class guide pixel folding')
     diversity_weight: float = option(2.0, "sngan: mode seeking (MSGAN, Mao et al. 2019): the generator is "
                                           "penalised when two latents give nearly the same image of a class. "
                                           "2 kept the class fidelity of weight 1 and varied more (within-class "
