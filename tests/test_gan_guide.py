@@ -144,8 +144,8 @@ def test_guide_folding_is_automatic_by_size_checked_and_old_runs_keep_an_unfolde
     sizes = {size: tiny_config(tmp_path / "run", size=size).guide_fold_factor() for size in (32, 64, 128, 256)}
     assert sizes == {32: 1, 64: 1, 128: 2, 256: 4}
     assert tiny_config(tmp_path / "run", size=128, guide_fold=1).guide_fold_factor() == 1
-    for value in (3, 8):     # not a folding; leaves a 4 px image at 32 px
-        with pytest.raises(UserError, match="--guide-fold"):
+    for value, why in ((3, "must be one of"), (4, "too coarse")):   # not a folding; 8 px left of 32 px
+        with pytest.raises(UserError, match=f"--guide-fold.*{why}"):
             tiny_config(tmp_path / "run", guide_fold=value).validate()
     saved = tiny_config(tmp_path / "old", size=128).to_json()
     del saved["guide_fold"]
